@@ -1,0 +1,225 @@
+//! The unit of data that flows between components.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ack::{EventFinalizer, EventStatus};
+
+/// One event in the pipeline: its payload and the acknowledgement reference of the source event it came
+/// from.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// What the event carries at this stage of the pipeline.
+    pub payload: Payload,
+    /// The acknowledgement reference; every consumer finalizes it exactly once.
+    pub finalizer: EventFinalizer,
+}
+
+impl Event {
+    /// Creates an event with no acknowledgement, for library callers and tests.
+    pub fn new(payload: Payload) -> Event {
+        Event { payload, finalizer: EventFinalizer::none() }
+    }
+
+    /// Creates an event that reports its final status through `finalizer`.
+    pub fn with_finalizer(payload: Payload, finalizer: EventFinalizer) -> Event {
+        Event { payload, finalizer }
+    }
+
+    /// Releases the event, reporting `status` to its source.
+    pub fn finalize(self, status: EventStatus) {
+        self.finalizer.finalize(status);
+    }
+}
+
+/// What an event carries.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// A Segment message as a source read it.
+    Message(Value),
+    /// Input a source could not parse as JSON. The `optimizely` transform dead-letters it with the
+    /// reason `invalid_json`.
+    Unparsed(Unparsed),
+    /// An Event API request body holding one visitor.
+    Conversion(Conversion),
+    /// A request to delete one user's data.
+    Deletion(DeletionRequest),
+    /// An event that cannot be delivered, with the reason.
+    DeadLetter(DeadLetter),
+}
+
+impl Payload {
+    /// Encodes the payload as the JSON value that `console` and `file` sinks write: the full Event API
+    /// body for a conversion, the record for a dead letter, the message itself otherwise.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Payload::Message(message) => message.clone(),
+            Payload::Unparsed(unparsed) => Value::String(unparsed.text.clone()),
+            Payload::Conversion(conversion) => conversion.to_body(),
+            Payload::Deletion(deletion) => deletion.to_json(),
+            Payload::DeadLetter(dead_letter) => dead_letter.to_json(),
+        }
+    }
+}
+
+/// Input that is not valid JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unparsed {
+    /// The input as text; invalid UTF-8 sequences are replaced with U+FFFD.
+    pub text: String,
+    /// The parser's error message, with line and column.
+    pub error: String,
+}
+
+/// The top-level fields of an Event API request: everything but `visitors`, plus the endpoint URL.
+///
+/// Conversions whose keys are equal may share one request. Keys are built once per datafile revision
+/// and shared through an `Arc`, so grouping usually compares pointers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BatchKey {
+    /// The URL the request is sent to.
+    #[serde(skip)]
+    pub endpoint: String,
+    /// The datafile's `accountId`.
+    pub account_id: String,
+    /// The datafile's `projectId`.
+    pub project_id: String,
+    /// The datafile's `revision`.
+    pub revision: String,
+    /// The `client_name` setting of the transform.
+    pub client_name: String,
+    /// The version of this crate.
+    pub client_version: String,
+    /// The datafile's `anonymizeIP`; absent when the datafile lacks it, and the API then assumes `true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymize_ip: Option<bool>,
+    /// Always `true`: the Event API adds the visitor's decisions itself.
+    pub enrich_decisions: bool,
+}
+
+/// One conversion: the top-level fields of its request and its single visitor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    /// The top-level fields and the endpoint.
+    pub batch_key: Arc<BatchKey>,
+    /// The visitor whose conversion this is.
+    pub visitor: Visitor,
+}
+
+impl Conversion {
+    /// Builds the complete Event API request body for this conversion alone.
+    pub fn to_body(&self) -> Value {
+        let mut body = match serde_json::to_value(&*self.batch_key) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let visitor = serde_json::to_value(&self.visitor).unwrap_or(Value::Null);
+        body.insert("visitors".to_owned(), Value::Array(vec![visitor]));
+        Value::Object(body)
+    }
+}
+
+/// A visitor entry of an Event API request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Visitor {
+    /// The user id or anonymous id.
+    pub visitor_id: String,
+    /// Visitor attributes, in trait order, then `$opt_user_agent`, then `$opt_bot_filtering`.
+    pub attributes: Vec<VisitorAttribute>,
+    /// Always one snapshot with no decisions and one event.
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// A visitor attribute of an Event API request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisitorAttribute {
+    /// The datafile's attribute id, or the key itself for `$opt_` attributes.
+    pub entity_id: String,
+    /// The attribute key.
+    pub key: String,
+    /// Always `"custom"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A string, boolean or number.
+    pub value: Value,
+}
+
+/// A snapshot of an Event API visitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Always empty: decisions are enriched by the Event API.
+    pub decisions: Vec<Value>,
+    /// The conversion events of this snapshot.
+    pub events: Vec<SnapshotEvent>,
+}
+
+/// A conversion event of an Event API snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotEvent {
+    /// The datafile's event id.
+    pub entity_id: String,
+    /// The datafile's event key.
+    pub key: String,
+    /// Epoch milliseconds of the conversion.
+    pub timestamp: i64,
+    /// The id Optimizely de-duplicates on.
+    pub uuid: String,
+    /// Revenue in cents.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revenue: Option<i64>,
+    /// A numeric value, written as the message wrote it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<serde_json::Number>,
+    /// Event tags.
+    pub tags: Map<String, Value>,
+}
+
+/// A request to delete one user's data, from a Segment `delete` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletionRequest {
+    /// The user id, else the anonymous id, of the message.
+    pub identifier: String,
+    /// The original `delete` message, kept for dead-letter records.
+    pub message: Value,
+}
+
+impl DeletionRequest {
+    /// Encodes the request as `{"identifier": ...}`.
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("identifier".to_owned(), Value::String(self.identifier.clone()));
+        Value::Object(map)
+    }
+}
+
+/// A record on a dead-letter output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Machine-readable reason, such as `unknown_event_key` or `http_400`.
+    pub reason: String,
+    /// Human-readable message that names the offending value.
+    pub message: String,
+    /// The id of the component that dead-lettered the event.
+    pub component: String,
+    /// The original event: the Segment message, the unparsed line as a string, or the request body.
+    pub event: Value,
+    /// Extra fields, such as `status`, `attempts` and `response` for events a sink could not deliver.
+    pub details: Map<String, Value>,
+}
+
+impl DeadLetter {
+    /// Encodes the record as one JSON object: `reason`, `message`, `component`, the details, and `event`.
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("reason".to_owned(), Value::String(self.reason.clone()));
+        map.insert("message".to_owned(), Value::String(self.message.clone()));
+        map.insert("component".to_owned(), Value::String(self.component.clone()));
+        for (key, value) in &self.details {
+            map.insert(key.clone(), value.clone());
+        }
+        map.insert("event".to_owned(), self.event.clone());
+        Value::Object(map)
+    }
+}

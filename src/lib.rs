@@ -1,0 +1,13 @@
+//! optimizely-relay maps Segment messages to Optimizely Event API conversions and delivers them.
+//!
+//! Layout:
+//! - [`event`] and [`ack`]: the unit of data between components and its end-to-end acknowledgement.
+//! - [`config`]: the TOML configuration, environment interpolation and validation.
+//! - [`sources`], [`transforms`], [`sinks`]: one module per component type, one file per role.
+//! - [`topology`]: builds the component graph from a configuration, runs it and shuts it down.
+
+pub mod ack;
+pub mod event;
+pub mod sinks;
+pub mod topology;
+pub mod transforms;

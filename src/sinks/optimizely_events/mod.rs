@@ -1,0 +1,1 @@
+//! The `optimizely_events` sink: batches conversions into Event API requests and delivers them.

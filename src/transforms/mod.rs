@@ -1,0 +1,3 @@
+//! Transforms: components that turn one kind of event into another.
+
+pub mod optimizely;

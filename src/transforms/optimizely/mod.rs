@@ -1,0 +1,1 @@
+//! The `optimizely` transform: maps Segment messages to Event API conversions using a datafile.

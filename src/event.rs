@@ -71,6 +71,8 @@ pub struct Unparsed {
     pub text: String,
     /// The parser's error message, with line and column.
     pub error: String,
+    /// The dead-letter reason: `invalid_json`, or `line_too_long` for input over the line limit.
+    pub reason: &'static str,
 }
 
 /// The top-level fields of an Event API request: everything but `visitors`, plus the endpoint URL.

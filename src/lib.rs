@@ -7,7 +7,10 @@
 //! - [`topology`]: builds the component graph from a configuration, runs it and shuts it down.
 
 pub mod ack;
+pub mod config;
 pub mod event;
+mod log_limit;
 pub mod sinks;
+pub mod sources;
 pub mod topology;
 pub mod transforms;

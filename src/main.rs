@@ -1,1 +1,166 @@
-fn main() {}
+//! The `optimizely-relay` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use optimizely_relay::config::Config;
+use optimizely_relay::topology;
+use tokio_util::sync::CancellationToken;
+
+/// Exit status for an invalid configuration.
+const EXIT_CONFIG: u8 = 2;
+/// Exit status for a component that failed to start, such as a datafile that could not be loaded.
+const EXIT_STARTUP: u8 = 3;
+/// Exit status for a run that left events undelivered or a source that failed.
+const EXIT_UNDELIVERED: u8 = 1;
+
+/// Delivers Segment track events to the Optimizely Event API as conversions.
+#[derive(Debug, Parser)]
+#[command(name = "optimizely-relay", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log level or filter directives, such as `debug` or `optimizely_relay=debug`. Overrides RUST_LOG.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the pipeline until its sources end (or SIGINT/SIGTERM), then drains and prints a summary.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Checks a configuration without sending anything, and reports every problem found.
+    Validate {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.log_level.as_deref());
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    };
+    match cli.command {
+        Command::Run { config } => runtime.block_on(run(config, cli.log_format)),
+        Command::Validate { config } => validate(config),
+    }
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::new(level),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    Config::from_file(path).map_err(|errors| {
+        eprint!("error: {errors}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn validate(path: PathBuf) -> ExitCode {
+    let config = match load(&path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    for warning in optimizely_relay::config::unconsumed_output_warnings(&config) {
+        eprintln!("warning: {warning}");
+    }
+    println!("configuration `{}` is valid", path.display());
+    ExitCode::SUCCESS
+}
+
+async fn run(path: PathBuf, log_format: LogFormat) -> ExitCode {
+    let config = match load(&path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let topology = match topology::build(&config).await {
+        Ok(topology) => topology,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    };
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let report = topology.run(shutdown).await;
+
+    match log_format {
+        LogFormat::Text => eprintln!("summary: {}", report.summary),
+        LogFormat::Json => {
+            let line = serde_json::json!({ "summary": report.summary });
+            eprintln!("{line}");
+        }
+    }
+    for error in &report.source_errors {
+        eprintln!("error: {error}");
+    }
+    if report.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_UNDELIVERED)
+    }
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM, and exits at once on the second.
+async fn watch_signals(shutdown: CancellationToken) {
+    for count in 1.. {
+        if wait_for_signal().await.is_err() {
+            tracing::error!("cannot listen for signals; stop the process with SIGKILL");
+            return;
+        }
+        if count == 1 {
+            tracing::info!("shutdown requested; stopping sources and draining (send the signal again to exit at once)");
+            shutdown.cancel();
+        } else {
+            tracing::warn!("second shutdown signal; exiting without draining");
+            std::process::exit(130);
+        }
+    }
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = terminate.recv() => Ok(()),
+    }
+}

@@ -1,3 +1,84 @@
 //! Sinks: components that write events to their destination.
 
+pub mod console;
+pub mod file;
 pub mod optimizely_events;
+
+use std::path::Path;
+
+use crate::config::{parse_typed, unknown_type, DataKind, OutputSpec};
+
+pub use console::ConsoleSinkConfig;
+pub use file::FileSinkConfig;
+pub use optimizely_events::OptimizelyEventsConfig;
+
+/// The settings of one sink, by type.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// `type = "optimizely_events"`.
+    OptimizelyEvents(OptimizelyEventsConfig),
+    /// `type = "console"`.
+    Console(ConsoleSinkConfig),
+    /// `type = "file"`.
+    File(FileSinkConfig),
+}
+
+impl SinkConfig {
+    /// The known sink types.
+    pub const TYPES: &'static [&'static str] = &["optimizely_events", "console", "file"];
+
+    /// Parses a sink's table (without `type` and `inputs`) by its type.
+    pub fn parse(component_type: &str, table: toml::Table) -> Result<SinkConfig, Vec<String>> {
+        match component_type {
+            "optimizely_events" => parse_typed(table, SinkConfig::OptimizelyEvents),
+            "console" => parse_typed(table, SinkConfig::Console),
+            "file" => parse_typed(table, SinkConfig::File),
+            other => Err(unknown_type(other, SinkConfig::TYPES)),
+        }
+    }
+
+    /// Returns the sink's type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkConfig::OptimizelyEvents(_) => "optimizely_events",
+            SinkConfig::Console(_) => "console",
+            SinkConfig::File(_) => "file",
+        }
+    }
+
+    /// Returns the checks that need more than one option.
+    pub fn validate(&self) -> Vec<String> {
+        match self {
+            SinkConfig::OptimizelyEvents(config) => config.validate(),
+            SinkConfig::Console(_) => Vec::new(),
+            SinkConfig::File(config) => config.validate(),
+        }
+    }
+
+    /// Resolves relative paths against the configuration file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let SinkConfig::File(config) = self {
+            config.resolve_paths(base);
+        }
+    }
+
+    /// Returns the sink's outputs: the Event API sink's `dropped` dead-letter output.
+    pub fn outputs(&self) -> Vec<OutputSpec> {
+        match self {
+            SinkConfig::OptimizelyEvents(_) => {
+                vec![OutputSpec { name: Some("dropped"), kind: DataKind::DeadLetters, required: false }]
+            }
+            SinkConfig::Console(_) | SinkConfig::File(_) => Vec::new(),
+        }
+    }
+
+    /// Returns the data kinds the sink accepts.
+    pub fn accepts(&self) -> Vec<DataKind> {
+        match self {
+            SinkConfig::OptimizelyEvents(_) => vec![DataKind::Conversions],
+            SinkConfig::Console(_) | SinkConfig::File(_) => {
+                vec![DataKind::Messages, DataKind::Conversions, DataKind::Deletions, DataKind::DeadLetters]
+            }
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The TOML configuration: global options, `[sources.ID]`, `[transforms.ID]` and `[sinks.ID]`.
+//!
+//! Loading interpolates environment variables into string values, deserializes each component by its
+//! `type`, runs each component's own checks and the graph checks, and reports every problem together.
+//! Nothing here touches the network.
+
+mod deserialize;
+mod error;
+pub mod graph;
+mod interpolate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use error::{did_you_mean, suggest, ConfigError, ConfigErrors};
+pub use graph::{DataKind, Node, OutputSpec};
+
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+use crate::transforms::TransformConfig;
+
+/// Options outside any component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalOptions {
+    /// Directory for state that must survive restarts, such as file checkpoints and the last good
+    /// datafile. Relative paths are resolved against the configuration file's directory.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds that in-flight requests and their retries get to finish once all sources have stopped.
+    /// Events still undelivered then are counted as undelivered. Default 30.
+    #[serde(default = "default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: f64,
+}
+
+fn default_shutdown_timeout_secs() -> f64 {
+    30.0
+}
+
+impl Default for GlobalOptions {
+    fn default() -> GlobalOptions {
+        GlobalOptions { data_dir: None, shutdown_timeout_secs: default_shutdown_timeout_secs() }
+    }
+}
+
+/// A transform or sink with its inputs.
+#[derive(Debug, Clone)]
+pub struct WithInputs<T> {
+    /// Component ids or named outputs (`opt.dropped`) this component reads from.
+    pub inputs: Vec<String>,
+    /// The type-specific settings.
+    pub config: T,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Global options.
+    pub global: GlobalOptions,
+    /// Sources by id.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Transforms by id.
+    pub transforms: BTreeMap<String, WithInputs<TransformConfig>>,
+    /// Sinks by id.
+    pub sinks: BTreeMap<String, WithInputs<SinkConfig>>,
+}
+
+/// The section names of a configuration file.
+const SECTIONS: &[&str] = &["sources", "transforms", "sinks"];
+
+impl Config {
+    /// Reads and loads a configuration file; relative paths inside it are resolved against its directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigErrors(vec![ConfigError::global(format!(
+                "cannot read configuration file `{}`: {error}",
+                path.display()
+            ))])
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_toml(&text, &base, &|name| std::env::var(name).ok())
+    }
+
+    /// Loads a configuration from TOML text. `base` resolves relative paths; `lookup` reads environment
+    /// variables for `${VAR}` interpolation.
+    pub fn from_toml(text: &str, base: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let mut root: toml::Table = toml::from_str(text)
+            .map_err(|error| ConfigErrors(vec![ConfigError::global(format!("invalid TOML: {}", error.message()))]))?;
+
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut root_value = toml::Value::Table(std::mem::take(&mut root));
+        for message in interpolate::interpolate_value(&mut root_value, "", lookup) {
+            errors.push(ConfigError::global(message));
+        }
+        let toml::Value::Table(mut root) = root_value else { unreachable!("the root stays a table") };
+
+        let sources = take_section(&mut root, "sources", &mut errors);
+        let transforms = take_section(&mut root, "transforms", &mut errors);
+        let sinks = take_section(&mut root, "sinks", &mut errors);
+
+        let global = load_global(root, &mut errors);
+        let mut config = Config {
+            global,
+            sources: load_components(sources, "sources", false, SourceConfig::parse, &mut errors)
+                .into_iter()
+                .map(|(id, (_, config))| (id, config))
+                .collect(),
+            transforms: load_components(transforms, "transforms", true, TransformConfig::parse, &mut errors)
+                .into_iter()
+                .map(|(id, (inputs, config))| (id, WithInputs { inputs, config }))
+                .collect(),
+            sinks: load_components(sinks, "sinks", true, SinkConfig::parse, &mut errors)
+                .into_iter()
+                .map(|(id, (inputs, config))| (id, WithInputs { inputs, config }))
+                .collect(),
+        };
+
+        config.resolve_paths(base);
+        if errors.is_empty() {
+            errors.extend(config.check());
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(data_dir) = &mut self.global.data_dir {
+            *data_dir = resolve_path(base, data_dir);
+        }
+        for source in self.sources.values_mut() {
+            source.resolve_paths(base);
+        }
+        for transform in self.transforms.values_mut() {
+            transform.config.resolve_paths(base);
+        }
+        for sink in self.sinks.values_mut() {
+            sink.config.resolve_paths(base);
+        }
+    }
+
+    /// Runs the checks that need more than one option: each component's own and the graph's.
+    fn check(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if !(self.global.shutdown_timeout_secs.is_finite() && self.global.shutdown_timeout_secs >= 0.0) {
+            errors.push(ConfigError::global(format!(
+                "invalid value for `shutdown_timeout_secs`: {}; give a number of seconds, 0 or more",
+                self.global.shutdown_timeout_secs
+            )));
+        }
+        if self.sources.is_empty() {
+            errors.push(ConfigError::global("no source is configured; add a `[sources.ID]` table"));
+        }
+        if self.sinks.is_empty() {
+            errors.push(ConfigError::global("no sink is configured; add a `[sinks.ID]` table"));
+        }
+
+        for (id, source) in &self.sources {
+            for message in source.validate() {
+                errors.push(ConfigError::component(format!("sources.{id}"), message));
+            }
+        }
+        for (id, transform) in &self.transforms {
+            for message in transform.config.validate() {
+                errors.push(ConfigError::component(format!("transforms.{id}"), message));
+            }
+        }
+        for (id, sink) in &self.sinks {
+            for message in sink.config.validate() {
+                errors.push(ConfigError::component(format!("sinks.{id}"), message));
+            }
+        }
+
+        errors.extend(self.check_ids());
+        errors.extend(graph::check_graph(&self.graph_nodes()));
+        errors
+    }
+
+    fn check_ids(&self) -> Vec<ConfigError> {
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut errors = Vec::new();
+        let ids = self
+            .sources
+            .keys()
+            .map(|id| (id, "sources"))
+            .chain(self.transforms.keys().map(|id| (id, "transforms")))
+            .chain(self.sinks.keys().map(|id| (id, "sinks")));
+        for (id, section) in ids {
+            if id.is_empty() || id.contains('.') {
+                errors.push(ConfigError::component(
+                    format!("{section}.{id}"),
+                    "component ids must be non-empty and must not contain `.`, which separates output names",
+                ));
+            }
+            if let Some(other) = seen.insert(id, section) {
+                errors.push(ConfigError::global(format!(
+                    "the id `{id}` is used in both `{other}` and `{section}`; component ids must be unique"
+                )));
+            }
+        }
+        errors
+    }
+
+    /// Describes every component for the graph checks and the topology builder.
+    pub fn graph_nodes(&self) -> Vec<Node> {
+        let mut nodes = Vec::new();
+        for (id, source) in &self.sources {
+            nodes.push(Node {
+                label: format!("sources.{id}"),
+                id: id.clone(),
+                inputs: Vec::new(),
+                outputs: source.outputs(),
+                accepts: Vec::new(),
+            });
+        }
+        for (id, transform) in &self.transforms {
+            nodes.push(Node {
+                label: format!("transforms.{id}"),
+                id: id.clone(),
+                inputs: transform.inputs.clone(),
+                outputs: transform.config.outputs(),
+                accepts: transform.config.accepts(),
+            });
+        }
+        for (id, sink) in &self.sinks {
+            nodes.push(Node {
+                label: format!("sinks.{id}"),
+                id: id.clone(),
+                inputs: sink.inputs.clone(),
+                outputs: sink.config.outputs(),
+                accepts: sink.config.accepts(),
+            });
+        }
+        nodes
+    }
+}
+
+/// Resolves `path` against `base` unless it is absolute.
+pub fn resolve_path(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() || base.as_os_str().is_empty() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn load_global(root: toml::Table, errors: &mut Vec<ConfigError>) -> GlobalOptions {
+    let mut messages = Vec::new();
+    let mut global_table = toml::Table::new();
+    for (key, value) in root {
+        if let Some(section) = suggest(&key, SECTIONS.iter().copied()) {
+            messages.push(format!("unknown option `{key}`; did you mean `{section}`?"));
+        } else {
+            global_table.insert(key, value);
+        }
+    }
+    let global = match deserialize::deserialize_table::<GlobalOptions>(global_table) {
+        Ok(global) => global,
+        Err(found) => {
+            messages.extend(found);
+            GlobalOptions::default()
+        }
+    };
+    errors.extend(messages.into_iter().map(ConfigError::global));
+    global
+}
+
+fn take_section(root: &mut toml::Table, name: &str, errors: &mut Vec<ConfigError>) -> toml::Table {
+    match root.remove(name) {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(table)) => table,
+        Some(other) => {
+            errors.push(ConfigError::global(format!(
+                "`{name}` must be a table of components such as `[{name}.ID]`, not a {}",
+                other.type_str()
+            )));
+            toml::Table::new()
+        }
+    }
+}
+
+/// A parser from a component's `type` and remaining table to its typed settings.
+type ParseComponent<T> = fn(&str, toml::Table) -> Result<T, Vec<String>>;
+
+fn load_components<T>(
+    section: toml::Table,
+    name: &str,
+    has_inputs: bool,
+    parse: ParseComponent<T>,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, (Vec<String>, T)> {
+    let mut components = BTreeMap::new();
+    for (id, value) in section {
+        let label = format!("{name}.{id}");
+        let toml::Value::Table(mut table) = value else {
+            errors.push(ConfigError::component(&label, format!("must be a table, not a {}", value.type_str())));
+            continue;
+        };
+
+        let component_type = match table.remove("type") {
+            Some(toml::Value::String(component_type)) => component_type,
+            Some(other) => {
+                errors.push(ConfigError::component(&label, format!("`type` must be a string, not a {}", other.type_str())));
+                continue;
+            }
+            None => {
+                errors.push(ConfigError::component(&label, "missing required option `type`"));
+                continue;
+            }
+        };
+
+        let inputs = if has_inputs { take_inputs(&mut table, &label, errors) } else { Vec::new() };
+        match parse(&component_type, table) {
+            Ok(config) => {
+                components.insert(id, (inputs, config));
+            }
+            Err(messages) => {
+                errors.extend(messages.into_iter().map(|message| ConfigError::component(&label, message)));
+            }
+        }
+    }
+    components
+}
+
+fn take_inputs(table: &mut toml::Table, label: &str, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let Some(value) = table.remove("inputs") else {
+        errors.push(ConfigError::component(label, "missing required option `inputs`; list the components it reads from"));
+        return Vec::new();
+    };
+    let items = match value {
+        toml::Value::Array(items) => items,
+        other => {
+            errors.push(ConfigError::component(label, format!("`inputs` must be an array of strings, not a {}", other.type_str())));
+            return Vec::new();
+        }
+    };
+
+    let mut inputs = Vec::new();
+    for item in items {
+        match item {
+            toml::Value::String(input) => inputs.push(input),
+            other => errors.push(ConfigError::component(label, format!("`inputs` must contain strings, found a {}", other.type_str()))),
+        }
+    }
+    if inputs.is_empty() {
+        errors.push(ConfigError::component(label, "`inputs` is empty; list at least one component or output"));
+    }
+    inputs
+}
+
+/// Parses a component's table by its type, with a "did you mean" hint for unknown types.
+pub(crate) fn parse_typed<T, S: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    wrap: fn(S) -> T,
+) -> Result<T, Vec<String>> {
+    deserialize::deserialize_table::<S>(table).map(wrap)
+}
+
+/// Formats the error for an unknown component type.
+pub(crate) fn unknown_type(component_type: &str, known: &[&str]) -> Vec<String> {
+    let hint = did_you_mean(component_type, known.iter().copied());
+    vec![format!("unknown type `{component_type}`{hint} (known types: {})", known.join(", "))]
+}
+
+/// Returns a warning for each named output that no component consumes, such as a transform's
+/// `dropped` output left unconnected.
+pub fn unconsumed_output_warnings(config: &Config) -> Vec<String> {
+    let nodes = config.graph_nodes();
+    let consumed: std::collections::BTreeSet<&str> =
+        nodes.iter().flat_map(|node| node.inputs.iter().map(String::as_str)).collect();
+    let mut warnings = Vec::new();
+    for node in &nodes {
+        for output in node.outputs.iter().filter(|output| !output.required) {
+            let id = graph::output_id(&node.id, output.name);
+            if !consumed.contains(id.as_str()) {
+                let consequence = match output.kind {
+                    DataKind::Deletions => "its deletion requests are counted as skipped",
+                    _ => "its records are counted and logged, but not written anywhere",
+                };
+                warnings.push(format!("output `{id}` is not consumed by any sink; {consequence}"));
+            }
+        }
+    }
+    warnings
+}

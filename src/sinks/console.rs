@@ -1,0 +1,49 @@
+//! The `console` sink: one JSON line per event on standard output.
+
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::ack::EventStatus;
+use crate::topology::Input;
+
+/// Settings of the `console` sink. It has none: every event is written as one line of compact JSON.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSinkConfig {}
+
+impl ConsoleSinkConfig {
+    /// Writes every event of `input` to standard output until the input closes.
+    pub async fn run(&self, id: &str, mut input: Input) {
+        let mut stdout = tokio::io::stdout();
+        let mut buffer = Vec::with_capacity(64 * 1024);
+
+        while let Some(events) = input.recv().await {
+            buffer.clear();
+            for event in &events {
+                write_json_line(&mut buffer, &event.payload.to_json());
+            }
+
+            let written = match stdout.write_all(&buffer).await {
+                Ok(()) => stdout.flush().await,
+                Err(error) => Err(error),
+            };
+            let status = match written {
+                Ok(()) => EventStatus::Delivered,
+                Err(error) => {
+                    tracing::error!(component_id = %id, %error, events = events.len(), "writing to standard output failed");
+                    EventStatus::Undelivered
+                }
+            };
+            for event in events {
+                event.finalize(status);
+            }
+        }
+    }
+}
+
+/// Appends `value` as compact JSON and a newline.
+pub fn write_json_line(buffer: &mut Vec<u8>, value: &serde_json::Value) {
+    // Serializing a `Value` into a Vec cannot fail: every map key is a string.
+    let _ = serde_json::to_writer(&mut *buffer, value);
+    buffer.push(b'\n');
+}

@@ -1,0 +1,183 @@
+//! Sources: components that read Segment messages and emit them as events.
+
+pub mod decode;
+pub mod file;
+pub mod lines;
+pub mod stdin;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{AckReceiver, EventFinalizer};
+use crate::config::{parse_typed, unknown_type, DataKind, OutputSpec};
+use crate::event::{Event, Payload};
+use crate::topology::{Output, OutputClosed, RunStats};
+
+pub use file::FileSourceConfig;
+pub use stdin::StdinSourceConfig;
+
+/// The default maximum line length: 1 MiB, far above any Segment message (Segment's own API rejects
+/// messages over 32 KB).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// How many events a source sends to its output in one chunk at most.
+pub const CHUNK_EVENTS: usize = 256;
+
+/// The settings of one source, by type.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// `type = "stdin"`.
+    Stdin(StdinSourceConfig),
+    /// `type = "file"`.
+    File(FileSourceConfig),
+}
+
+impl SourceConfig {
+    /// The known source types.
+    pub const TYPES: &'static [&'static str] = &["stdin", "file"];
+
+    /// Parses a source's table (without `type`) by its type.
+    pub fn parse(component_type: &str, table: toml::Table) -> Result<SourceConfig, Vec<String>> {
+        match component_type {
+            "stdin" => parse_typed(table, SourceConfig::Stdin),
+            "file" => parse_typed(table, SourceConfig::File),
+            other => Err(unknown_type(other, SourceConfig::TYPES)),
+        }
+    }
+
+    /// Returns the source's type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::Stdin(_) => "stdin",
+            SourceConfig::File(_) => "file",
+        }
+    }
+
+    /// Returns the checks that need more than one option.
+    pub fn validate(&self) -> Vec<String> {
+        match self {
+            SourceConfig::Stdin(config) => config.validate(),
+            SourceConfig::File(config) => config.validate(),
+        }
+    }
+
+    /// Resolves relative paths against the configuration file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let SourceConfig::File(config) = self {
+            config.resolve_paths(base);
+        }
+    }
+
+    /// Returns the source's outputs: one default output of Segment messages.
+    pub fn outputs(&self) -> Vec<OutputSpec> {
+        vec![OutputSpec { name: None, kind: DataKind::Messages, required: true }]
+    }
+}
+
+/// What a running source gets from the topology.
+pub struct SourceContext {
+    /// The component id.
+    pub id: String,
+    /// The default output.
+    pub output: Output,
+    /// Cancelled when the source must stop reading (SIGINT, SIGTERM).
+    pub shutdown: CancellationToken,
+    /// Counts of received events and their outcomes.
+    pub stats: Arc<RunStats>,
+}
+
+/// The error of a source that stopped before the end of its input.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading failed.
+    #[error("reading {what} failed: {error}")]
+    Read {
+        /// What was being read, such as `stdin` or a file path.
+        what: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// Every consumer of the source's output stopped.
+    #[error(transparent)]
+    OutputClosed(#[from] OutputClosed),
+}
+
+/// Collects events into chunks and sends them, attaching a finalizer to each.
+pub(crate) struct Emitter {
+    output: Output,
+    receiver: Arc<dyn AckReceiver>,
+    stats: Arc<RunStats>,
+    chunk: Vec<Event>,
+    next_cookie: u64,
+}
+
+impl Emitter {
+    pub(crate) fn new(output: Output, receiver: Arc<dyn AckReceiver>, stats: Arc<RunStats>) -> Emitter {
+        Emitter { output, receiver, stats, chunk: Vec::with_capacity(CHUNK_EVENTS), next_cookie: 0 }
+    }
+
+    /// Adds an event; its cookie is a sequence number.
+    pub(crate) fn push(&mut self, payload: Payload) {
+        let finalizer = EventFinalizer::new(self.receiver.clone(), self.next_cookie);
+        self.next_cookie += 1;
+        self.chunk.push(Event::with_finalizer(payload, finalizer));
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.chunk.len() >= CHUNK_EVENTS
+    }
+
+    /// Sends the collected events, waiting while the consumer's buffer is full.
+    pub(crate) async fn flush(&mut self) -> Result<(), OutputClosed> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_EVENTS));
+        self.stats.add_received(chunk.len() as u64);
+        self.output.send(chunk).await
+    }
+}
+
+/// Reads newline-delimited JSON from `reader` until its end or until `shutdown` is cancelled.
+pub(crate) async fn read_lines<R>(
+    reader: R,
+    what: &str,
+    max_line_bytes: usize,
+    emitter: &mut Emitter,
+    shutdown: &CancellationToken,
+) -> Result<(), SourceError>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    let mut lines = lines::LineReader::new(reader, max_line_bytes);
+    let mut payloads = Vec::new();
+
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            line = lines.next_line() => line,
+        };
+        let line = line.map_err(|error| SourceError::Read { what: what.to_owned(), error })?;
+        let Some(line) = line else { break };
+
+        match line {
+            lines::Line::Complete(bytes) => decode::decode_line(&bytes, &mut payloads),
+            lines::Line::TooLong { prefix, length } => payloads.push(decode::too_long(&prefix, length, max_line_bytes)),
+        }
+        for payload in payloads.drain(..) {
+            emitter.push(payload);
+        }
+
+        // Send when the chunk is full, or when no more input is waiting, so that a slow trickle of
+        // events is not held back to fill a chunk.
+        if emitter.is_full() || !lines.has_buffered_data() {
+            emitter.flush().await?;
+        }
+    }
+
+    emitter.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Building a runnable topology from a configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::output::{Input, Output, Unconnected};
+use super::INPUT_BUFFER_CHUNKS;
+use crate::ack::EventStatus;
+use crate::config::{graph::output_id, Config};
+use crate::event::Event;
+use crate::sinks::optimizely_events::OptimizelyEventsSink;
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+use crate::transforms::optimizely::datafile_source::load_datafile;
+use crate::transforms::optimizely::OptimizelyTransform;
+use crate::transforms::TransformConfig;
+
+/// A component that failed to build, such as a datafile that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("{component}: {message}")]
+pub struct BuildError {
+    /// The section and id, as `transforms.opt`.
+    pub component: String,
+    /// What failed and what to do.
+    pub message: String,
+}
+
+/// A built transform with its input and outputs.
+pub(super) enum BuiltTransform {
+    Optimizely(Arc<OptimizelyTransform>),
+}
+
+/// A built sink.
+pub(super) enum BuiltSink {
+    OptimizelyEvents(OptimizelyEventsSink),
+    Console(crate::sinks::ConsoleSinkConfig),
+    File(crate::sinks::FileSinkConfig, tokio::fs::File),
+}
+
+/// A topology whose components are built and wired, ready to run.
+pub struct Topology {
+    pub(super) sources: Vec<(String, SourceConfig, Output)>,
+    pub(super) transforms: Vec<(String, BuiltTransform, Input, BTreeMap<Option<&'static str>, Output>)>,
+    pub(super) sinks: Vec<(String, BuiltSink, Input, Output)>,
+    pub(super) shutdown_timeout: Duration,
+    pub(super) warnings: Vec<String>,
+}
+
+impl Topology {
+    /// Returns warnings about the configuration that do not stop it from running, such as outputs that
+    /// no sink consumes.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// Builds every component of a validated configuration: loads datafiles, opens files, and wires the
+/// channels. Returns every failure, not only the first.
+pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
+    let mut wiring = Wiring::new(config);
+    let mut errors = Vec::new();
+    let client = reqwest::Client::builder().build().map_err(|error| {
+        vec![BuildError { component: "datafile".to_owned(), message: format!("cannot create the HTTP client: {error}") }]
+    })?;
+
+    let mut sources = Vec::new();
+    for (id, source) in &config.sources {
+        let output = wiring.output(id, None, Unconnected::Finalize(EventStatus::Undelivered));
+        sources.push((id.clone(), source.clone(), output));
+    }
+
+    let mut transforms = Vec::new();
+    for (id, transform) in &config.transforms {
+        let TransformConfig::Optimizely(settings) = &transform.config;
+        let label = format!("transforms.{id}");
+        let loaded = match load_datafile(&settings.datafile, &client).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                errors.push(BuildError { component: label, message: error.to_string() });
+                continue;
+            }
+        };
+        if let Some(expected) = &settings.account_id {
+            if *expected != loaded.datafile.account_id {
+                errors.push(BuildError {
+                    component: label,
+                    message: format!(
+                        "the datafile from {} belongs to account {}, but `account_id` is {expected}; check the datafile source or the account id",
+                        loaded.source, loaded.datafile.account_id
+                    ),
+                });
+                continue;
+            }
+        }
+        tracing::info!(
+            component_id = %id,
+            source = %loaded.source,
+            revision = %loaded.datafile.revision,
+            project_id = %loaded.datafile.project_id,
+            "datafile loaded"
+        );
+
+        let built = Arc::new(OptimizelyTransform::new(id.clone(), settings, loaded.datafile));
+        let mut outputs = BTreeMap::new();
+        outputs.insert(None, wiring.output(id, None, Unconnected::Finalize(EventStatus::Undelivered)));
+        outputs.insert(Some("dropped"), wiring.output(id, Some("dropped"), Unconnected::Finalize(EventStatus::DeadLettered)));
+        outputs.insert(Some("deletions"), wiring.output(id, Some("deletions"), Unconnected::Finalize(EventStatus::Skipped)));
+        let input = wiring.input(id);
+        transforms.push((id.clone(), BuiltTransform::Optimizely(built), input, outputs));
+    }
+
+    let mut sinks = Vec::new();
+    for (id, sink) in &config.sinks {
+        let label = format!("sinks.{id}");
+        let built = match &sink.config {
+            SinkConfig::OptimizelyEvents(settings) => match OptimizelyEventsSink::new(id.clone(), settings.clone()) {
+                Ok(built) => BuiltSink::OptimizelyEvents(built),
+                Err(error) => {
+                    errors.push(BuildError { component: label, message: error.to_string() });
+                    continue;
+                }
+            },
+            SinkConfig::Console(settings) => BuiltSink::Console(settings.clone()),
+            SinkConfig::File(settings) => match settings.open().await {
+                Ok(file) => BuiltSink::File(settings.clone(), file),
+                Err(error) => {
+                    errors.push(BuildError {
+                        component: label,
+                        message: format!("cannot open `{}` for appending: {error}; check the path and its permissions", settings.path.display()),
+                    });
+                    continue;
+                }
+            },
+        };
+        let dropped = wiring.output(id, Some("dropped"), Unconnected::Finalize(EventStatus::DeadLettered));
+        let input = wiring.input(id);
+        sinks.push((id.clone(), built, input, dropped));
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Topology {
+        sources,
+        transforms,
+        sinks,
+        shutdown_timeout: Duration::from_secs_f64(config.global.shutdown_timeout_secs),
+        warnings: crate::config::unconsumed_output_warnings(config),
+    })
+}
+
+/// The channels of a topology: one input channel per consumer, and for each output id the senders of
+/// its consumers.
+struct Wiring {
+    senders: BTreeMap<String, mpsc::Sender<Vec<Event>>>,
+    receivers: BTreeMap<String, Input>,
+    consumers: BTreeMap<String, Vec<String>>,
+}
+
+impl Wiring {
+    fn new(config: &Config) -> Wiring {
+        let mut wiring = Wiring {
+            senders: BTreeMap::new(),
+            receivers: BTreeMap::new(),
+            consumers: BTreeMap::new(),
+        };
+        let consumers = config
+            .transforms
+            .iter()
+            .map(|(id, transform)| (id, &transform.inputs))
+            .chain(config.sinks.iter().map(|(id, sink)| (id, &sink.inputs)));
+        for (id, inputs) in consumers {
+            let (sender, receiver) = mpsc::channel(INPUT_BUFFER_CHUNKS);
+            wiring.senders.insert(id.clone(), sender);
+            wiring.receivers.insert(id.clone(), receiver);
+            for input in inputs {
+                wiring.consumers.entry(input.clone()).or_default().push(id.clone());
+            }
+        }
+        wiring
+    }
+
+    fn output(&mut self, component: &str, name: Option<&str>, unconnected: Unconnected) -> Output {
+        let id = output_id(component, name);
+        let senders: Vec<_> = self
+            .consumers
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|consumer| self.senders.get(consumer).cloned())
+            .collect();
+        Output::new(id, senders, unconnected)
+    }
+
+    /// Takes the receiver of a consumer. The wiring's own senders are dropped with it at the end of
+    /// [`build`], so each channel closes once every upstream output is gone.
+    fn input(&mut self, component: &str) -> Input {
+        self.receivers.remove(component).unwrap_or_else(|| mpsc::channel(1).1)
+    }
+}

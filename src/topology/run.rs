@@ -1,0 +1,120 @@
+//! Running a built topology to completion.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::build::{BuiltSink, BuiltTransform, Topology};
+use super::stats::{RunStats, Summary};
+use crate::sources::{SourceConfig, SourceContext};
+use crate::transforms::optimizely::TransformOutputs;
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Events by final outcome.
+    pub summary: Summary,
+    /// Errors of sources that stopped before the end of their input.
+    pub source_errors: Vec<String>,
+    /// Whether components were still running at the shutdown timeout and were aborted.
+    pub timed_out: bool,
+}
+
+impl RunReport {
+    /// Returns whether every event reached a final outcome and every source read its input to the end.
+    pub fn is_success(&self) -> bool {
+        self.source_errors.is_empty() && self.summary.undelivered == 0 && !self.timed_out
+    }
+}
+
+impl Topology {
+    /// Runs every component until all sources have ended and the rest has drained, or until
+    /// `shutdown` is cancelled and the shutdown timeout has passed.
+    pub async fn run(self, shutdown: CancellationToken) -> RunReport {
+        self.run_with_stats(shutdown, Arc::new(RunStats::default())).await
+    }
+
+    /// Runs like [`Topology::run`], counting into `stats`, which callers may read while it runs.
+    pub async fn run_with_stats(self, shutdown: CancellationToken, stats: Arc<RunStats>) -> RunReport {
+        let Topology { sources, transforms, sinks, shutdown_timeout, warnings } = self;
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+
+        let mut downstream: Vec<(String, JoinHandle<()>)> = Vec::new();
+        for (id, sink, input, dropped) in sinks {
+            downstream.push((id.clone(), tokio::spawn(run_sink(id, sink, input, dropped))));
+        }
+        for (id, transform, input, mut outputs) in transforms {
+            let BuiltTransform::Optimizely(transform) = transform;
+            let outputs = TransformOutputs {
+                conversions: outputs.remove(&None).expect("the builder creates the default output"),
+                dropped: outputs.remove(&Some("dropped")).expect("the builder creates the dropped output"),
+                deletions: outputs.remove(&Some("deletions")).expect("the builder creates the deletions output"),
+            };
+            downstream.push((id, tokio::spawn(async move { transform.run(input, outputs).await })));
+        }
+
+        let mut source_tasks = Vec::new();
+        for (id, source, output) in sources {
+            let context = SourceContext { id: id.clone(), output, shutdown: shutdown.clone(), stats: stats.clone() };
+            source_tasks.push((id, tokio::spawn(run_source(source, context))));
+        }
+
+        let mut source_errors = Vec::new();
+        for (id, task) in source_tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(component_id = %id, %error, "source stopped with an error");
+                    source_errors.push(format!("sources.{id}: {error}"));
+                }
+                Err(error) => source_errors.push(format!("sources.{id}: the task failed: {error}")),
+            }
+        }
+
+        tracing::info!(timeout_secs = shutdown_timeout.as_secs_f64(), "all sources stopped; draining");
+        let timed_out = drain(downstream, shutdown_timeout).await;
+        let summary = stats.summary();
+        if timed_out {
+            tracing::error!(undelivered = summary.undelivered, "shutdown timeout reached; aborted components that were still running");
+        }
+        RunReport { summary, source_errors, timed_out }
+    }
+}
+
+/// Waits for the downstream tasks up to `timeout`, then aborts what is left. Returns whether any task
+/// had to be aborted.
+async fn drain(tasks: Vec<(String, JoinHandle<()>)>, timeout: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut timed_out = false;
+    for (id, mut task) in tasks {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(component_id = %id, %error, "component task failed"),
+            Err(_) => {
+                tracing::error!(component_id = %id, "component still running at the shutdown timeout; aborting it");
+                task.abort();
+                let _ = task.await;
+                timed_out = true;
+            }
+        }
+    }
+    timed_out
+}
+
+async fn run_source(source: SourceConfig, context: SourceContext) -> Result<(), crate::sources::SourceError> {
+    match source {
+        SourceConfig::Stdin(config) => config.run(context).await,
+        SourceConfig::File(config) => config.run(context).await,
+    }
+}
+
+async fn run_sink(id: String, sink: BuiltSink, input: super::Input, dropped: super::Output) {
+    match sink {
+        BuiltSink::OptimizelyEvents(sink) => sink.run(input, dropped).await,
+        BuiltSink::Console(config) => config.run(&id, input).await,
+        BuiltSink::File(config, file) => config.run(&id, file, input).await,
+    }
+}

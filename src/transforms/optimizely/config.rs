@@ -1,0 +1,142 @@
+//! Settings of the `optimizely` transform.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::datafile_source::DatafileConfig;
+use super::number::RevenueUnit;
+use super::path::PathList;
+use super::timestamp::TimestampUnit;
+
+/// Settings of the `optimizely` transform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizelyTransformConfig {
+    /// Where the Optimizely datafile comes from: exactly one of `path`, `url` or `sdk_key`.
+    pub datafile: DatafileConfig,
+    /// When set, must equal the datafile's `accountId`, else startup fails. Catches a datafile from the
+    /// wrong account.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// The `client_name` sent in every request. Default `optimizely-relay`.
+    #[serde(default = "default_client_name")]
+    pub client_name: String,
+    /// The unit of `revenue` in messages: `cents` (default; integer cents, as Segment's destination
+    /// expects) or `dollars` (currency units such as 19.99, converted exactly to 1999 cents).
+    #[serde(default)]
+    pub revenue_unit: RevenueUnit,
+    /// The unit of JSON integer timestamps: `milliseconds` (default) or `seconds`. RFC 3339 strings
+    /// are read as they are.
+    #[serde(default)]
+    pub timestamp_unit: TimestampUnit,
+    /// What happens to a `track` message whose event key is not in the datafile: `dead_letter`
+    /// (default; a record on the `dropped` output) or `skip` (counted as skipped).
+    #[serde(default)]
+    pub unknown_event_keys: UnknownEventKeys,
+    /// What happens to array and object values in event tags: `drop` (default; removed and counted) or
+    /// `json_string` (sent as their JSON text).
+    #[serde(default)]
+    pub nested_tags: NestedTags,
+    /// Where each field is read from in a message.
+    #[serde(default)]
+    pub mapping: MappingConfig,
+    /// Renames of Segment event names to Optimizely event keys, applied before the datafile lookup.
+    #[serde(default)]
+    pub event_keys: BTreeMap<String, String>,
+}
+
+fn default_client_name() -> String {
+    "optimizely-relay".to_owned()
+}
+
+/// What happens to a message whose event key is not in the datafile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownEventKeys {
+    /// Send the message to the `dropped` output with the reason `unknown_event_key`.
+    #[default]
+    DeadLetter,
+    /// Count the message as skipped.
+    Skip,
+}
+
+/// What happens to array and object values in event tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NestedTags {
+    /// Remove them and count them.
+    #[default]
+    Drop,
+    /// Send them as their compact JSON text.
+    JsonString,
+}
+
+/// The paths each field is read from; each is one path or a list whose first non-empty value wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingConfig {
+    /// The event name. Default `$.event`.
+    pub event_key: PathList,
+    /// The visitor id. Default `["$.userId", "$.anonymousId"]`.
+    pub user_id: PathList,
+    /// The conversion time. Default `$.timestamp`.
+    pub timestamp: PathList,
+    /// The id Optimizely de-duplicates on. Default `$.messageId`.
+    pub uuid: PathList,
+    /// The revenue. Default `$.properties.revenue`.
+    pub revenue: PathList,
+    /// The numeric value. Default `$.properties.value`.
+    pub value: PathList,
+    /// The event tags object. Default `$.properties`.
+    pub tags: PathList,
+    /// The visitor attributes object. Default `$.context.traits`.
+    pub attributes: PathList,
+    /// The user agent, sent as the `$opt_user_agent` attribute. Default `$.context.userAgent`.
+    pub user_agent: PathList,
+}
+
+impl Default for MappingConfig {
+    fn default() -> MappingConfig {
+        MappingConfig {
+            event_key: paths(&["$.event"]),
+            user_id: paths(&["$.userId", "$.anonymousId"]),
+            timestamp: paths(&["$.timestamp"]),
+            uuid: paths(&["$.messageId"]),
+            revenue: paths(&["$.properties.revenue"]),
+            value: paths(&["$.properties.value"]),
+            tags: paths(&["$.properties"]),
+            attributes: paths(&["$.context.traits"]),
+            user_agent: paths(&["$.context.userAgent"]),
+        }
+    }
+}
+
+fn paths(texts: &[&str]) -> PathList {
+    // The default paths are constants that parse.
+    PathList(texts.iter().filter_map(|text| text.parse().ok()).collect())
+}
+
+impl OptimizelyTransformConfig {
+    /// Returns the checks that need more than one option.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors: Vec<String> = self.datafile.validate();
+        if self.client_name.trim().is_empty() {
+            errors.push("`client_name` is empty; leave it out for the default `optimizely-relay`".to_owned());
+        }
+        for (from, to) in &self.event_keys {
+            if to.is_empty() {
+                errors.push(format!("`event_keys.\"{from}\"` maps to an empty key; give the Optimizely event key"));
+            }
+        }
+        errors
+    }
+
+    /// Resolves a relative datafile path against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(path) = &mut self.datafile.path {
+            *path = crate::config::resolve_path(base, path);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Field rules of the mapping: visitor id, uuid, and visitor attributes.
+
+use serde_json::Value;
+
+use super::config::MappingConfig;
+use super::datafile::Datafile;
+use super::mapper::{first_value, MapWarnings};
+use super::path::PathList;
+use crate::event::VisitorAttribute;
+
+/// The attribute that carries the user agent, used by Optimizely's bot filtering.
+const USER_AGENT_ATTRIBUTE: &str = "$opt_user_agent";
+/// The attribute that tells the Event API whether bot filtering is on; set from the datafile only.
+const BOT_FILTERING_ATTRIBUTE: &str = "$opt_bot_filtering";
+/// The largest integer a JSON number carries exactly in an IEEE 754 double.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// Returns whether a value counts as missing: `null`, an empty string, or an empty object or array.
+pub(crate) fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    }
+}
+
+/// Returns the first non-empty string along `paths`.
+pub(crate) fn first_string<'a>(message: &'a Value, paths: &PathList) -> Option<&'a str> {
+    paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
+        Value::String(text) if !text.is_empty() => Some(text.as_str()),
+        _ => None,
+    })
+}
+
+/// Returns the visitor id: the first path holding a string that is not blank, or an integer as its
+/// decimal text. Blank strings, floats, booleans, objects and `null` count as missing.
+pub(crate) fn visitor_id(message: &Value, paths: &PathList) -> Option<String> {
+    paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
+        Value::String(text) if !text.trim().is_empty() => Some(text.clone()),
+        Value::Number(number) => integer_text(number),
+        _ => None,
+    })
+}
+
+/// Returns the decimal text of an integer JSON number, or `None` for a number with a fraction or exponent.
+fn integer_text(number: &serde_json::Number) -> Option<String> {
+    let text = number.to_string();
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    let is_integer = !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit());
+    is_integer.then_some(text)
+}
+
+/// Returns the message's own uuid: a non-empty string, or a number as its decimal text.
+pub(crate) fn message_uuid(message: &Value, paths: &PathList) -> Option<String> {
+    paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    })
+}
+
+/// Builds the visitor attributes: the traits known to the datafile or starting with `$opt_`, in trait
+/// order, then the user agent, then bot filtering.
+pub(crate) fn attributes(
+    message: &Value,
+    mapping: &MappingConfig,
+    datafile: &Datafile,
+    warnings: &mut MapWarnings,
+) -> Vec<VisitorAttribute> {
+    let user_agent = first_value(message, &mapping.user_agent).and_then(Value::as_str);
+    let mut attributes = Vec::new();
+
+    if let Some(Value::Object(traits)) = first_value(message, &mapping.attributes) {
+        for (key, value) in traits {
+            // The datafile decides bot filtering, and a mapped user agent replaces a trait of that name.
+            if key == BOT_FILTERING_ATTRIBUTE || (key == USER_AGENT_ATTRIBUTE && user_agent.is_some()) {
+                warnings.removed_attributes += 1;
+                continue;
+            }
+            let entity_id = match datafile.attribute_id(key) {
+                Some(id) => id,
+                None if key.starts_with("$opt_") => key.as_str(),
+                None => {
+                    tracing::debug!(attribute = %key, "trait is not a datafile attribute; left out");
+                    warnings.removed_attributes += 1;
+                    continue;
+                }
+            };
+            if !is_valid_attribute_value(value) {
+                warnings.removed_attributes += 1;
+                continue;
+            }
+            attributes.push(custom_attribute(entity_id, key, value.clone()));
+        }
+    }
+
+    if let Some(user_agent) = user_agent {
+        attributes.push(custom_attribute(USER_AGENT_ATTRIBUTE, USER_AGENT_ATTRIBUTE, Value::String(user_agent.to_owned())));
+    }
+    if let Some(bot_filtering) = datafile.bot_filtering {
+        attributes.push(custom_attribute(BOT_FILTERING_ATTRIBUTE, BOT_FILTERING_ATTRIBUTE, Value::Bool(bot_filtering)));
+    }
+    attributes
+}
+
+fn custom_attribute(entity_id: &str, key: &str, value: Value) -> VisitorAttribute {
+    VisitorAttribute { entity_id: entity_id.to_owned(), key: key.to_owned(), kind: "custom".to_owned(), value }
+}
+
+/// Returns whether the Event API accepts `value` as an attribute value: a string, a boolean, or a
+/// finite number whose magnitude is at most 2^53.
+fn is_valid_attribute_value(value: &Value) -> bool {
+    match value {
+        Value::String(_) | Value::Bool(_) => true,
+        Value::Number(number) => match integer_text(number) {
+            // Integers are compared exactly: 2^53 + 1 rounds to 2^53 as a double.
+            Some(text) => text.parse::<i128>().is_ok_and(|integer| integer.unsigned_abs() <= MAX_EXACT_INTEGER as u128),
+            None => number.as_f64().is_some_and(|float| float.is_finite() && float.abs() <= MAX_EXACT_INTEGER),
+        },
+        _ => false,
+    }
+}

@@ -1,0 +1,286 @@
+//! Maps one Segment message to its outcome with one datafile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::config::{MappingConfig, NestedTags, OptimizelyTransformConfig, UnknownEventKeys};
+use super::datafile::Datafile;
+use super::fields;
+use super::message_uuid::fallback_uuid;
+use super::number::{parse_numeric_value, parse_revenue, RevenueUnit};
+use super::path::PathList;
+use super::timestamp::{parse_timestamp, TimestampUnit};
+use crate::event::{BatchKey, Conversion, DeletionRequest, Snapshot, SnapshotEvent, Visitor};
+
+/// Segment message types that carry no conversion and are skipped.
+const SKIPPED_TYPES: &[&str] = &["identify", "page", "screen", "group", "alias"];
+
+/// The settings the mapper needs, independent of the datafile.
+#[derive(Debug, Clone)]
+pub struct MapperSettings {
+    /// The `client_name` sent in every request.
+    pub client_name: String,
+    /// The unit of `revenue` in messages.
+    pub revenue_unit: RevenueUnit,
+    /// The unit of integer timestamps.
+    pub timestamp_unit: TimestampUnit,
+    /// What happens to unknown event keys.
+    pub unknown_event_keys: UnknownEventKeys,
+    /// What happens to nested tag values.
+    pub nested_tags: NestedTags,
+    /// Field paths.
+    pub mapping: MappingConfig,
+    /// Segment event name to Optimizely event key.
+    pub event_keys: HashMap<String, String>,
+}
+
+impl From<&OptimizelyTransformConfig> for MapperSettings {
+    fn from(config: &OptimizelyTransformConfig) -> MapperSettings {
+        MapperSettings {
+            client_name: config.client_name.clone(),
+            revenue_unit: config.revenue_unit,
+            timestamp_unit: config.timestamp_unit,
+            unknown_event_keys: config.unknown_event_keys,
+            nested_tags: config.nested_tags,
+            mapping: config.mapping.clone(),
+            event_keys: config.event_keys.iter().map(|(from, to)| (from.clone(), to.clone())).collect(),
+        }
+    }
+}
+
+/// Why a message produced no conversion and was not skipped: the dead-letter reason and a message that
+/// names the offending value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Machine-readable reason: `not_an_object`, `missing_type`, `missing_event_key`,
+    /// `unknown_event_key`, `missing_user_id` or `invalid_timestamp`.
+    pub reason: &'static str,
+    /// Human-readable message naming the value and what to do.
+    pub message: String,
+}
+
+/// Why a message was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A message type that carries no conversion, such as `identify`.
+    MessageType(String),
+    /// An event key not in the datafile, with `unknown_event_keys = "skip"`.
+    UnknownEventKey(String),
+}
+
+/// Problems that removed a field but still let the conversion be sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapWarnings {
+    /// 1 when `revenue` was present but not convertible, so it was left out.
+    pub invalid_revenue: u32,
+    /// 1 when `value` was present but not numeric, so it was left out.
+    pub invalid_value: u32,
+    /// Tags removed because they were arrays or objects.
+    pub removed_tags: u32,
+    /// Traits left out because their key is unknown to the datafile or their value has the wrong type.
+    pub removed_attributes: u32,
+}
+
+/// The outcome of mapping one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MapOutcome {
+    /// A `track` message became a conversion.
+    Conversion(Conversion, MapWarnings),
+    /// A `delete` message became a deletion request.
+    Deletion(DeletionRequest),
+    /// The message is intentionally not sent.
+    Skipped(SkipReason),
+    /// The message cannot be mapped.
+    Rejected(Rejection),
+}
+
+/// Maps messages with one datafile. A new datafile gets a new mapper, so every conversion of a mapper
+/// carries the same revision and ids.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    settings: Arc<MapperSettings>,
+    datafile: Arc<Datafile>,
+    batch_key: Arc<BatchKey>,
+}
+
+impl Mapper {
+    /// Creates a mapper for `datafile`.
+    pub fn new(settings: Arc<MapperSettings>, datafile: Arc<Datafile>) -> Mapper {
+        let batch_key = Arc::new(BatchKey {
+            endpoint: datafile.event_api_endpoint().to_owned(),
+            account_id: datafile.account_id.clone(),
+            project_id: datafile.project_id.clone(),
+            revision: datafile.revision.clone(),
+            client_name: settings.client_name.clone(),
+            client_version: env!("CARGO_PKG_VERSION").to_owned(),
+            anonymize_ip: datafile.anonymize_ip,
+            enrich_decisions: true,
+        });
+        Mapper { settings, datafile, batch_key }
+    }
+
+    /// Returns the datafile this mapper uses.
+    pub fn datafile(&self) -> &Arc<Datafile> {
+        &self.datafile
+    }
+
+    /// Maps one Segment message.
+    pub fn map(&self, message: &Value) -> MapOutcome {
+        let Value::Object(object) = message else {
+            return reject("not_an_object", format!("the message is a JSON {}, not an object", json_type(message)));
+        };
+
+        let message_type = match object.get("type") {
+            Some(Value::String(message_type)) if !message_type.is_empty() => message_type.as_str(),
+            Some(other) if !other.is_null() => {
+                return reject("missing_type", format!("`type` is a JSON {}, not a string such as \"track\"", json_type(other)));
+            }
+            _ => return reject("missing_type", "the message has no `type`; Segment messages carry one such as \"track\"".to_owned()),
+        };
+
+        match message_type {
+            "track" => self.map_track(message),
+            "delete" => self.map_delete(message),
+            other if SKIPPED_TYPES.contains(&other) => MapOutcome::Skipped(SkipReason::MessageType(other.to_owned())),
+            other => MapOutcome::Skipped(SkipReason::MessageType(other.to_owned())),
+        }
+    }
+
+    fn map_track(&self, message: &Value) -> MapOutcome {
+        let mapping = &self.settings.mapping;
+
+        let Some(name) = fields::first_string(message, &mapping.event_key) else {
+            return reject(
+                "missing_event_key",
+                format!("the message has no event name at {}; track messages need one", mapping.event_key),
+            );
+        };
+        let key = self.settings.event_keys.get(name).map(String::as_str).unwrap_or(name);
+        let Some(event_id) = self.datafile.event_id(key) else {
+            return self.unknown_event_key(name, key);
+        };
+
+        let Some(visitor_id) = fields::visitor_id(message, &mapping.user_id) else {
+            return reject(
+                "missing_user_id",
+                format!(
+                    "the message has no usable user id at {}; give userId or anonymousId as a non-empty string or an integer",
+                    mapping.user_id
+                ),
+            );
+        };
+
+        let timestamp = match first_value(message, &mapping.timestamp) {
+            None => {
+                return reject(
+                    "invalid_timestamp",
+                    format!("the message has no timestamp at {}; the time of the conversion is required and is never guessed", mapping.timestamp),
+                )
+            }
+            Some(value) => match parse_timestamp(value, self.settings.timestamp_unit) {
+                Ok(timestamp) => timestamp,
+                Err(error) => return reject("invalid_timestamp", error.to_string()),
+            },
+        };
+
+        let mut warnings = MapWarnings::default();
+        let uuid = fields::message_uuid(message, &mapping.uuid).unwrap_or_else(|| fallback_uuid(message));
+        let revenue = first_value(message, &mapping.revenue).and_then(|value| {
+            let revenue = parse_revenue(value, self.settings.revenue_unit).ok();
+            warnings.invalid_revenue = u32::from(revenue.is_none());
+            revenue
+        });
+        let value = first_value(message, &mapping.value).and_then(|value| {
+            let number = parse_numeric_value(value).ok();
+            warnings.invalid_value = u32::from(number.is_none());
+            number
+        });
+        let tags = self.tags(message, &mut warnings);
+        let attributes = fields::attributes(message, mapping, &self.datafile, &mut warnings);
+
+        let event = SnapshotEvent { entity_id: event_id.to_owned(), key: key.to_owned(), timestamp, uuid, revenue, value, tags };
+        let visitor = Visitor {
+            visitor_id,
+            attributes,
+            snapshots: vec![Snapshot { decisions: Vec::new(), events: vec![event] }],
+        };
+        MapOutcome::Conversion(Conversion { batch_key: self.batch_key.clone(), visitor }, warnings)
+    }
+
+    fn unknown_event_key(&self, name: &str, key: &str) -> MapOutcome {
+        if self.settings.unknown_event_keys == UnknownEventKeys::Skip {
+            return MapOutcome::Skipped(SkipReason::UnknownEventKey(key.to_owned()));
+        }
+        let renamed = if name == key { String::new() } else { format!(" (renamed from `{name}`)") };
+        reject(
+            "unknown_event_key",
+            format!(
+                "event key `{key}`{renamed} is not in datafile revision {} of project {}; create the event in Optimizely, or map the name with the `event_keys` table",
+                self.datafile.revision, self.datafile.project_id
+            ),
+        )
+    }
+
+    fn tags(&self, message: &Value, warnings: &mut MapWarnings) -> Map<String, Value> {
+        let Some(Value::Object(properties)) = first_value(message, &self.settings.mapping.tags) else {
+            return Map::new();
+        };
+
+        let mut tags = Map::new();
+        for (key, value) in properties {
+            if key == "revenue" || key == "value" {
+                continue;
+            }
+            match value {
+                Value::Null => {}
+                Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                    tags.insert(key.clone(), value.clone());
+                }
+                Value::Array(_) | Value::Object(_) => match self.settings.nested_tags {
+                    NestedTags::Drop => warnings.removed_tags += 1,
+                    NestedTags::JsonString => {
+                        tags.insert(key.clone(), Value::String(value.to_string()));
+                    }
+                },
+            }
+        }
+        tags
+    }
+
+    fn map_delete(&self, message: &Value) -> MapOutcome {
+        match fields::visitor_id(message, &self.settings.mapping.user_id) {
+            Some(identifier) => MapOutcome::Deletion(DeletionRequest { identifier, message: message.clone() }),
+            None => reject(
+                "missing_user_id",
+                format!(
+                    "the delete message has no usable user id at {}; a deletion needs the userId or anonymousId of the user",
+                    self.settings.mapping.user_id
+                ),
+            ),
+        }
+    }
+}
+
+fn reject(reason: &'static str, message: String) -> MapOutcome {
+    MapOutcome::Rejected(Rejection { reason, message })
+}
+
+/// Returns the first value along `paths` that is not missing, `null`, an empty string, or an empty
+/// object or array.
+pub(crate) fn first_value<'a>(message: &'a Value, paths: &PathList) -> Option<&'a Value> {
+    paths.0.iter().filter_map(|path| path.lookup(message)).find(|value| !fields::is_empty(value))
+}
+
+/// Returns the JSON type name of `value` for messages.
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}

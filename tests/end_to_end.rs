@@ -1,0 +1,308 @@
+//! End-to-end runs of the real binary: stdin or files in, a local Event API stand-in out.
+
+mod support;
+
+use serde_json::json;
+use support::{fixture, read_json_lines, run_binary, write_file, RecordingServer, Reply};
+
+const JAVA_V4_EVENT_KEYS: &str = r#"
+[transforms.opt.event_keys]
+"User Registered" = "basic_event"
+"Course Clicked" = "basic_event"
+"Button Clicked" = "basic_event"
+"Report Submitted" = "basic_event"
+"Registered" = "basic_event"
+"Purchased an Item" = "basic_event"
+"Segment Consent Preference Updated" = "basic_event"
+"#;
+
+/// Writes a stdin → optimizely → optimizely_events config with a dead-letter file into `directory`.
+fn write_config(directory: &std::path::Path, server: &RecordingServer, batch: &str, extra: &str) -> std::path::PathBuf {
+    let datafile = fixture("datafiles/java-valid-project-config-v4.json");
+    let text = format!(
+        r#"
+shutdown_timeout_secs = 20
+
+[sources.in]
+type = "stdin"
+
+[transforms.opt]
+type = "optimizely"
+inputs = ["in"]
+revenue_unit = "dollars"
+
+[transforms.opt.datafile]
+path = "{datafile}"
+{extra}
+
+[sinks.api]
+type = "optimizely_events"
+inputs = ["opt"]
+endpoint = "{endpoint}"
+
+[sinks.api.batch]
+{batch}
+
+[sinks.api.request]
+retry_initial_backoff_secs = 0.01
+retry_max_backoff_secs = 0.05
+
+[sinks.dead_letters]
+type = "file"
+inputs = ["opt.dropped", "api.dropped"]
+path = "dead-letters.ndjson"
+"#,
+        datafile = datafile.display(),
+        endpoint = server.url("/v1/events"),
+    );
+    write_file(directory, "relay.toml", &text)
+}
+
+fn java_v4_top_level(visitors: serde_json::Value) -> serde_json::Value {
+    json!({
+        "account_id": "2360254204",
+        "project_id": "3918735994",
+        "revision": "1480511547",
+        "client_name": "optimizely-relay",
+        "client_version": env!("CARGO_PKG_VERSION"),
+        "anonymize_ip": true,
+        "enrich_decisions": true,
+        "visitors": visitors,
+    })
+}
+
+#[tokio::test]
+async fn stdin_events_reach_event_api() {
+    let server = RecordingServer::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_config(directory.path(), &server, "max_events = 2\ntimeout_secs = 0.2", JAVA_V4_EVENT_KEYS);
+
+    let input = concat!(
+        r#"{"type":"track","event":"Course Clicked","userId":"u-1","messageId":"m-1","timestamp":"2026-01-02T03:04:05.678+01:00","properties":{"revenue":"19.99","plan":"pro","nested":{"a":1}},"context":{"traits":{"house":"Gryffindor","email":"x@example.com"},"userAgent":"curl/8.0"}}"#, "\n",
+        "not json at all\n",
+        r#"{"type":"track","event":"Unknown Thing","userId":"u-2","timestamp":"2026-01-02T00:00:00Z"}"#, "\n",
+        r#"{"type":"track","event":"Registered","timestamp":"2026-01-02T00:00:00Z"}"#, "\n",
+        r#"{"type":"identify","userId":"u-3"}"#, "\n",
+        r#"{"type":"track","event":"Registered","userId":42,"messageId":"m-3","timestamp":1767225600000}"#, "\n",
+        r#"{"type":"track","event":"Registered","anonymousId":"anon-4","messageId":"m-4","timestamp":"2026-01-01T00:00:00.999999Z","properties":{"value":"3.5"}}"#, "\n",
+    );
+    let output = run_binary(&["run", "--config", config.to_str().unwrap()], input.as_bytes(), &[]).await;
+
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    assert_eq!(output.summary_line(), "summary: received=7 sent=3 dead_lettered=3 skipped=1 undelivered=0");
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "three conversions with max_events = 2 make two requests");
+    assert_eq!(requests[0].method, "POST");
+    assert_eq!(requests[0].path, "/v1/events");
+    assert_eq!(requests[0].header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(requests[0].header("x-optimizely-strict").as_deref(), Some("true"));
+
+    let first_visitor = json!({
+        "visitor_id": "u-1",
+        "attributes": [
+            {"entity_id": "553339214", "key": "house", "type": "custom", "value": "Gryffindor"},
+            {"entity_id": "$opt_user_agent", "key": "$opt_user_agent", "type": "custom", "value": "curl/8.0"},
+            {"entity_id": "$opt_bot_filtering", "key": "$opt_bot_filtering", "type": "custom", "value": true}
+        ],
+        "snapshots": [{"decisions": [], "events": [{
+            "entity_id": "3785620495", "key": "basic_event", "timestamp": 1767319445678_i64,
+            "uuid": "m-1", "revenue": 1999, "tags": {"plan": "pro"}
+        }]}]
+    });
+    let second_visitor = json!({
+        "visitor_id": "42",
+        "attributes": [
+            {"entity_id": "$opt_bot_filtering", "key": "$opt_bot_filtering", "type": "custom", "value": true}
+        ],
+        "snapshots": [{"decisions": [], "events": [{
+            "entity_id": "3785620495", "key": "basic_event", "timestamp": 1767225600000_i64, "uuid": "m-3", "tags": {}
+        }]}]
+    });
+    let third_visitor = json!({
+        "visitor_id": "anon-4",
+        "attributes": [
+            {"entity_id": "$opt_bot_filtering", "key": "$opt_bot_filtering", "type": "custom", "value": true}
+        ],
+        "snapshots": [{"decisions": [], "events": [{
+            "entity_id": "3785620495", "key": "basic_event", "timestamp": 1767225600999_i64, "uuid": "m-4", "value": 3.5, "tags": {}
+        }]}]
+    });
+    assert_eq!(requests[0].json(), java_v4_top_level(json!([first_visitor, second_visitor])));
+    assert_eq!(requests[1].json(), java_v4_top_level(json!([third_visitor])));
+
+    let dead_letters = read_json_lines(&directory.path().join("dead-letters.ndjson"));
+    let reasons: Vec<&str> = dead_letters.iter().map(|record| record["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, vec!["invalid_json", "unknown_event_key", "missing_user_id"]);
+    assert_eq!(dead_letters[0]["event"], json!("not json at all"));
+    assert_eq!(dead_letters[0]["component"], json!("opt"));
+    assert_eq!(dead_letters[1]["event"]["event"], json!("Unknown Thing"));
+    assert!(dead_letters[1]["message"].as_str().unwrap().contains("`Unknown Thing`"), "{}", dead_letters[1]["message"]);
+    assert!(dead_letters[1]["message"].as_str().unwrap().contains("revision 1480511547"), "{}", dead_letters[1]["message"]);
+    assert_eq!(dead_letters[2]["event"], json!({"type":"track","event":"Registered","timestamp":"2026-01-02T00:00:00Z"}));
+}
+
+#[tokio::test]
+async fn retry_after_503_resends_same_body() {
+    let server = RecordingServer::start().await;
+    server.script([Reply::status(503)]);
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_config(directory.path(), &server, "max_events = 10\ntimeout_secs = 0.1", JAVA_V4_EVENT_KEYS);
+
+    let input = r#"{"type":"track","event":"Registered","userId":"u-1","messageId":"m-1","timestamp":"2026-01-01T00:00:00Z"}"#;
+    let output = run_binary(&["run", "--config", config.to_str().unwrap()], input.as_bytes(), &[]).await;
+
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    assert_eq!(output.summary_line(), "summary: received=1 sent=1 dead_lettered=0 skipped=0 undelivered=0");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body, requests[1].body);
+    assert_eq!(requests[1].json()["visitors"][0]["snapshots"][0]["events"][0]["uuid"], json!("m-1"));
+}
+
+#[tokio::test]
+async fn exhausted_retries_dead_letter_events() {
+    let server = RecordingServer::start().await;
+    server.script((0..10).map(|_| Reply::status(500)));
+    let directory = tempfile::tempdir().unwrap();
+    let extra_request = "";
+    let config = write_config(directory.path(), &server, "max_events = 10\ntimeout_secs = 0.1", extra_request);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "retry_initial_backoff_secs = 0.01",
+        "retry_initial_backoff_secs = 0.01\nretry_attempts = 2",
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let input = r#"{"type":"track","event":"basic_event","userId":"u-1","messageId":"m-1","timestamp":"2026-01-01T00:00:00Z"}"#;
+    let output = run_binary(&["run", "--config", config.to_str().unwrap()], input.as_bytes(), &[]).await;
+
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    assert_eq!(output.summary_line(), "summary: received=1 sent=0 dead_lettered=1 skipped=0 undelivered=0");
+    assert_eq!(server.requests().len(), 3, "the first attempt and two retries");
+    let dead_letters = read_json_lines(&directory.path().join("dead-letters.ndjson"));
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(dead_letters[0]["reason"], json!("retries_exhausted"));
+    assert_eq!(dead_letters[0]["component"], json!("api"));
+    assert_eq!(dead_letters[0]["status"], json!(500));
+    assert_eq!(dead_letters[0]["event"]["visitors"][0]["visitor_id"], json!("u-1"));
+}
+
+#[tokio::test]
+async fn segment_track_examples_delivered() {
+    let server = RecordingServer::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_config(directory.path(), &server, "max_events = 500\ntimeout_secs = 0.2", JAVA_V4_EVENT_KEYS);
+    let input = std::fs::read(fixture("segment-events/all-track.ndjson")).unwrap();
+
+    let output = run_binary(&["run", "--config", config.to_str().unwrap()], &input, &[]).await;
+
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    // 6 examples are renamed to a datafile key and carry a user id and a timestamp; of the other 21,
+    // one has no user id, one has no event name, and 19 use event names the datafile lacks.
+    assert_eq!(output.summary_line(), "summary: received=27 sent=6 dead_lettered=21 skipped=0 undelivered=0");
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "all six conversions share one datafile revision and fit one request");
+    let body = requests[0].json();
+    let visitor_ids: Vec<&str> = body["visitors"].as_array().unwrap().iter().map(|visitor| visitor["visitor_id"].as_str().unwrap()).collect();
+    assert_eq!(visitor_ids, vec!["AiUGstSDIg", "AiUGstSDIg", "97980cfea0067", "97980cfea0067", "019mr8mf4r", "u123"]);
+
+    let purchase = &body["visitors"][4];
+    assert_eq!(
+        purchase["snapshots"][0]["events"][0],
+        json!({
+            "entity_id": "3785620495", "key": "basic_event", "timestamp": 1354408208276_i64,
+            "uuid": "6119aa6a-fa59-5c9e-87b9-0ec8f20a9164", "revenue": 3995, "tags": {"shippingMethod": "2-day"}
+        })
+    );
+    let consent = &body["visitors"][5]["snapshots"][0]["events"][0];
+    assert_eq!(consent["uuid"], json!("e1dadbef-578a-5733-9a69-e2551a647650"));
+    assert_eq!(consent["timestamp"], json!(1672531200000_i64));
+
+    let dead_letters = read_json_lines(&directory.path().join("dead-letters.ndjson"));
+    let count = |reason: &str| dead_letters.iter().filter(|record| record["reason"] == json!(reason)).count();
+    assert_eq!(count("unknown_event_key"), 19);
+    assert_eq!(count("missing_user_id"), 1);
+    assert_eq!(count("missing_event_key"), 1);
+}
+
+#[tokio::test]
+async fn validate_names_misspelled_key() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_file(
+        directory.path(),
+        "bad.toml",
+        r#"
+[sources.in]
+type = "stdin"
+
+[transforms.opt]
+type = "optimizely"
+inputs = ["in"]
+revenue_unt = "dollars"
+
+[transforms.opt.datafile]
+path = "missing.json"
+
+[sinks.out]
+type = "console"
+inputs = ["opt"]
+"#,
+    );
+
+    let output = run_binary(&["validate", "--config", config.to_str().unwrap()], b"", &[]).await;
+
+    assert_eq!(output.status.code(), Some(2), "stderr:\n{}", output.stderr);
+    assert!(
+        output.stderr.contains("transforms.opt: unknown option `revenue_unt`; did you mean `revenue_unit`?"),
+        "stderr:\n{}",
+        output.stderr
+    );
+}
+
+#[tokio::test]
+async fn validate_accepts_bundled_examples() {
+    for example in ["quickstart.toml", "stdin-to-event-api.toml", "sdk-key-with-access-token.toml"] {
+        let path = support::crate_root().join("config-examples").join(example);
+        let envs = [
+            ("OPTIMIZELY_ACCOUNT_ID", "10000001"),
+            ("OPTIMIZELY_SDK_KEY", "ExampleSdkKey"),
+            ("OPTIMIZELY_DATAFILE_TOKEN", "example-token"),
+        ];
+        let output = run_binary(&["validate", "--config", path.to_str().unwrap()], b"", &envs).await;
+        assert!(output.status.success(), "{example}: stderr:\n{}", output.stderr);
+    }
+}
+
+#[tokio::test]
+async fn quickstart_prints_request_bodies() {
+    let path = support::crate_root().join("config-examples/quickstart.toml");
+
+    let output = run_binary(&["run", "--config", path.to_str().unwrap()], b"", &[]).await;
+    let second_run = run_binary(&["run", "--config", path.to_str().unwrap()], b"", &[]).await;
+
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    assert_eq!(output.summary_line(), "summary: received=8 sent=3 dead_lettered=3 skipped=2 undelivered=0");
+    let lines: Vec<serde_json::Value> = output.stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let conversions: Vec<&serde_json::Value> = lines.iter().filter(|line| line.get("visitors").is_some()).collect();
+    assert_eq!(conversions.len(), 3);
+    assert_eq!(
+        conversions[0]["visitors"][0]["snapshots"][0]["events"][0],
+        json!({
+            "entity_id": "30000001", "key": "order_completed", "timestamp": 1796047407512_i64, "uuid": "msg-0001",
+            "revenue": 1999, "tags": {"order_id": "A-1001", "currency": "USD", "coupon": "WINTER"}
+        })
+    );
+
+    // The add_to_cart message has no messageId: its uuid is derived from its content, so a second run
+    // over the same input yields the same uuid.
+    let generated_uuid = &conversions[2]["visitors"][0]["snapshots"][0]["events"][0]["uuid"];
+    assert_eq!(generated_uuid, &json!("cc60468f-36a2-52cd-b6c2-69b24164caa6"));
+    let second_conversions: Vec<serde_json::Value> = second_run
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line.get("visitors").is_some())
+        .collect();
+    assert_eq!(second_conversions[2]["visitors"][0]["snapshots"][0]["events"][0]["uuid"], *generated_uuid);
+}

@@ -1,1 +1,5 @@
 //! The `optimizely` transform: maps Segment messages to Event API conversions using a datafile.
+
+pub mod excerpt;
+pub mod number;
+pub mod timestamp;

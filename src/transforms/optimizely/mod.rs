@@ -2,4 +2,5 @@
 
 pub mod excerpt;
 pub mod number;
+pub mod path;
 pub mod timestamp;

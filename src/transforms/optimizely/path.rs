@@ -32,7 +32,7 @@ enum Segment {
 /// A path that does not follow the supported syntax.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid path {path:?}: {reason} at character {position}; expected a path such as $.properties.revenue, \
+    "invalid path {path:?}: {reason} at character {position}; valid paths look like $.properties.revenue, \
      $.properties['Order Id'] or $.items[0]"
 )]
 pub struct PathError {

@@ -33,12 +33,12 @@ impl TimestampUnit {
     fn accepted_formats(self) -> &'static str {
         match self {
             TimestampUnit::Milliseconds => {
-                "expected an RFC 3339 date-time with a time zone, such as \"2024-01-31T09:30:00.123Z\" or \
-                 \"2024-01-31 09:30:00+05:30\", or a JSON integer of epoch milliseconds"
+                "the accepted forms are an RFC 3339 date-time with a time zone, such as \"2024-01-31T09:30:00.123Z\" \
+                 or \"2024-01-31 09:30:00+05:30\", and a JSON integer of epoch milliseconds"
             }
             TimestampUnit::Seconds => {
-                "expected an RFC 3339 date-time with a time zone, such as \"2024-01-31T09:30:00.123Z\" or \
-                 \"2024-01-31 09:30:00+05:30\", or a JSON number of epoch seconds"
+                "the accepted forms are an RFC 3339 date-time with a time zone, such as \"2024-01-31T09:30:00.123Z\" \
+                 or \"2024-01-31 09:30:00+05:30\", and a JSON number of epoch seconds"
             }
         }
     }
@@ -164,6 +164,10 @@ struct DateTimeFields {
 
 /// Parses an RFC 3339 date-time string into epoch milliseconds, or returns why it is invalid.
 fn parse_date_time(text: &str) -> Result<i64, String> {
+    if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err("a string of digits is not a timestamp; send epoch time as a JSON number".to_owned());
+    }
+
     let fields = scan_date_time(&mut Cursor::new(text))?;
 
     let month = u8::try_from(fields.month)
@@ -415,7 +419,9 @@ mod tests {
             ("2024-01-31T12:00Z", "seconds are required"),
             ("2024-01-31", "'T' or a space"),
             ("2015-2-02T00:30:08.276Z", "2-digit month at character 6"),
-            ("1700000000000", "'-' after the year at character 5"),
+            ("1700000000000", "a string of digits is not a timestamp"),
+            ("2024", "a string of digits is not a timestamp"),
+            ("2024x", "'-' after the year at character 5"),
             ("", "4-digit year at character 1"),
             ("garbage", "4-digit year at character 1"),
             (" 2024-01-31T12:00:00Z", "4-digit year at character 1"),
@@ -533,7 +539,7 @@ mod tests {
             parse_timestamp(&json!("2024-01-31T12:00:00"), TimestampUnit::Milliseconds).unwrap_err().to_string();
         assert!(message.contains("\"2024-01-31T12:00:00\""), "{message}");
         assert!(message.contains("missing time zone"), "{message}");
-        assert!(message.contains("RFC 3339"), "{message}");
+        assert!(message.contains("the accepted forms are an RFC 3339 date-time"), "{message}");
         assert!(message.contains("epoch milliseconds"), "{message}");
 
         let seconds = parse_timestamp(&json!(false), TimestampUnit::Seconds).unwrap_err().to_string();

@@ -1,5 +1,6 @@
 //! The `optimizely` transform: maps Segment messages to Event API conversions using a datafile.
 
+pub mod datafile;
 pub mod excerpt;
 pub mod message_uuid;
 pub mod number;

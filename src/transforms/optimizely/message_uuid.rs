@@ -19,6 +19,19 @@ pub fn canonical_json(value: &Value) -> String {
     output
 }
 
+/// Returns the conversion uuid: the message id as given, or [`fallback_uuid`] of the message.
+///
+/// A string message id is used as given, and a number becomes its text as serde_json keeps it, which
+/// is the text as written except that an exponent reads `e+` or `e-`. A missing or empty message id,
+/// `null`, a boolean, an array or an object falls back to the uuid of the message's canonical JSON.
+pub fn conversion_uuid(message_id: Option<&Value>, message: &Value) -> String {
+    match message_id {
+        Some(Value::String(text)) if !text.is_empty() => text.clone(),
+        Some(Value::Number(number)) => number.to_string(),
+        _ => fallback_uuid(message),
+    }
+}
+
 /// Returns the UUID v5 (namespace OID) of the message's canonical JSON, lowercase and hyphenated.
 pub fn fallback_uuid(message: &Value) -> String {
     let canonical = canonical_json(message);
@@ -139,6 +152,32 @@ mod tests {
     fn fallback_uuid_of_empty_object() {
         // Python: uuid.uuid5(uuid.NAMESPACE_OID, "{}")
         assert_eq!(fallback_uuid(&parse("{}")), "56bd00e8-9408-567f-b0cc-aab82ef285b4");
+    }
+
+    #[test]
+    fn conversion_uuid_prefers_message_id() {
+        let message = parse(MESSAGE);
+        let cases = [
+            (r#""ajs-next-1706702400000-abc""#, "ajs-next-1706702400000-abc"),
+            (r#"" padded ""#, " padded "),
+            ("12345", "12345"),
+            ("1.50", "1.50"),
+            ("-7", "-7"),
+        ];
+        for (message_id, expected) in cases {
+            let message_id = parse(message_id);
+            assert_eq!(conversion_uuid(Some(&message_id), &message), expected, "messageId {message_id}");
+        }
+    }
+
+    #[test]
+    fn conversion_uuid_falls_back_when_unusable() {
+        let message = parse(MESSAGE);
+        assert_eq!(conversion_uuid(None, &message), CANONICAL_UUID, "missing messageId");
+        for message_id in [r#""""#, "null", "true", "[]", r#"{"id": "x"}"#] {
+            let message_id = parse(message_id);
+            assert_eq!(conversion_uuid(Some(&message_id), &message), CANONICAL_UUID, "messageId {message_id}");
+        }
     }
 
     #[test]

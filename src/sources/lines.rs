@@ -1,6 +1,6 @@
 //! Newline-delimited reading with a maximum line length.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// One line read from a stream, without its `\n` (a trailing `\r` is kept for the decoder to strip).
 #[derive(Debug, PartialEq, Eq)]
@@ -19,14 +19,14 @@ pub enum Line {
 
 /// Reads lines of at most `max_line_bytes` bytes.
 pub struct LineReader<R> {
-    reader: R,
+    reader: BufReader<R>,
     max_line_bytes: usize,
     bytes_read: u64,
 }
 
-impl<R: AsyncBufRead + Unpin> LineReader<R> {
+impl<R: AsyncRead + Unpin> LineReader<R> {
     /// Wraps a buffered reader.
-    pub fn new(reader: R, max_line_bytes: usize) -> LineReader<R> {
+    pub fn new(reader: BufReader<R>, max_line_bytes: usize) -> LineReader<R> {
         LineReader { reader, max_line_bytes, bytes_read: 0 }
     }
 

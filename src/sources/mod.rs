@@ -142,14 +142,14 @@ impl Emitter {
 
 /// Reads newline-delimited JSON from `reader` until its end or until `shutdown` is cancelled.
 pub(crate) async fn read_lines<R>(
-    reader: R,
+    reader: tokio::io::BufReader<R>,
     what: &str,
     max_line_bytes: usize,
     emitter: &mut Emitter,
     shutdown: &CancellationToken,
 ) -> Result<(), SourceError>
 where
-    R: tokio::io::AsyncBufRead + Unpin,
+    R: tokio::io::AsyncRead + Unpin,
 {
     let mut lines = lines::LineReader::new(reader, max_line_bytes);
     let mut payloads = Vec::new();

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod datafile;
 pub mod datafile_source;
+mod excerpt;
 mod fields;
 pub mod mapper;
 pub mod message_uuid;

@@ -52,15 +52,6 @@ fn integer_text(number: &serde_json::Number) -> Option<String> {
     is_integer.then_some(text)
 }
 
-/// Returns the message's own uuid: a non-empty string, or a number as its decimal text.
-pub(crate) fn message_uuid(message: &Value, paths: &PathList) -> Option<String> {
-    paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
-        Value::String(text) if !text.is_empty() => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        _ => None,
-    })
-}
-
 /// Builds the visitor attributes: the traits known to the datafile or starting with `$opt_`, in trait
 /// order, then the user agent, then bot filtering.
 pub(crate) fn attributes(

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::config::{MappingConfig, NestedTags, OptimizelyTransformConfig, UnknownEventKeys};
 use super::datafile::Datafile;
 use super::fields;
-use super::message_uuid::fallback_uuid;
+use super::message_uuid::conversion_uuid;
 use super::number::{parse_numeric_value, parse_revenue, RevenueUnit};
 use super::path::PathList;
 use super::timestamp::{parse_timestamp, TimestampUnit};
@@ -186,7 +186,7 @@ impl Mapper {
         };
 
         let mut warnings = MapWarnings::default();
-        let uuid = fields::message_uuid(message, &mapping.uuid).unwrap_or_else(|| fallback_uuid(message));
+        let uuid = conversion_uuid(first_value(message, &mapping.uuid), message);
         let revenue = first_value(message, &mapping.revenue).and_then(|value| {
             let revenue = parse_revenue(value, self.settings.revenue_unit).ok();
             warnings.invalid_revenue = u32::from(revenue.is_none());

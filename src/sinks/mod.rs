@@ -49,7 +49,7 @@ impl SinkConfig {
     /// Returns the checks that need more than one option.
     pub fn validate(&self) -> Vec<String> {
         match self {
-            SinkConfig::OptimizelyEvents(config) => config.validate(),
+            SinkConfig::OptimizelyEvents(config) => config.problems(),
             SinkConfig::Console(_) => Vec::new(),
             SinkConfig::File(config) => config.validate(),
         }

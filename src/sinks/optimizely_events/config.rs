@@ -156,6 +156,12 @@ pub(super) struct ValidConfig {
 }
 
 impl OptimizelyEventsConfig {
+    /// Returns every problem with the settings, each naming the setting, its value and the accepted
+    /// range; empty when the settings are valid.
+    pub fn problems(&self) -> Vec<String> {
+        self.validate().err().unwrap_or_default()
+    }
+
     /// Checks every setting and converts the settings to the sink's types.
     ///
     /// Returns all problems at once, each naming the setting, its value and the accepted range.

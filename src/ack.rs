@@ -84,9 +84,7 @@ impl EventFinalizer {
     /// Creates the first reference of a new event's acknowledgement.
     pub fn new(receiver: Arc<dyn AckReceiver>, cookie: u64) -> EventFinalizer {
         // The status starts at 0, below every real status, so the first update always wins.
-        EventFinalizer {
-            shared: Some(Arc::new(Shared { status: AtomicU8::new(0), cookie, receiver })),
-        }
+        EventFinalizer { shared: Some(Arc::new(Shared { status: AtomicU8::new(0), cookie, receiver })) }
     }
 
     /// Creates a finalizer that reports to nobody.

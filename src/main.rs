@@ -85,7 +85,7 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::from_file(path).map_err(|errors| {
         eprint!("error: {errors}");
         ExitCode::from(EXIT_CONFIG)

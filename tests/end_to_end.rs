@@ -78,20 +78,28 @@ async fn stdin_events_reach_event_api() {
     let config = write_config(directory.path(), &server, "max_events = 2\ntimeout_secs = 0.2", JAVA_V4_EVENT_KEYS);
 
     let input = concat!(
-        r#"{"type":"track","event":"Course Clicked","userId":"u-1","messageId":"m-1","timestamp":"2026-01-02T03:04:05.678+01:00","properties":{"revenue":"19.99","plan":"pro","nested":{"a":1}},"context":{"traits":{"house":"Gryffindor","email":"x@example.com"},"userAgent":"curl/8.0"}}"#, "\n",
+        r#"{"type":"track","event":"Course Clicked","userId":"u-1","messageId":"m-1","timestamp":"2026-01-02T03:04:05.678+01:00","properties":{"revenue":"19.99","plan":"pro","nested":{"a":1}},"context":{"traits":{"house":"Gryffindor","email":"x@example.com"},"userAgent":"curl/8.0"}}"#,
+        "\n",
         "not json at all\n",
-        r#"{"type":"track","event":"Unknown Thing","userId":"u-2","timestamp":"2026-01-02T00:00:00Z"}"#, "\n",
-        r#"{"type":"track","event":"Registered","timestamp":"2026-01-02T00:00:00Z"}"#, "\n",
-        r#"{"type":"identify","userId":"u-3"}"#, "\n",
-        r#"{"type":"track","event":"Registered","userId":42,"messageId":"m-3","timestamp":1767225600000}"#, "\n",
-        r#"{"type":"track","event":"Registered","anonymousId":"anon-4","messageId":"m-4","timestamp":"2026-01-01T00:00:00.999999Z","properties":{"value":"3.5"}}"#, "\n",
+        r#"{"type":"track","event":"Unknown Thing","userId":"u-2","timestamp":"2026-01-02T00:00:00Z"}"#,
+        "\n",
+        r#"{"type":"track","event":"Registered","timestamp":"2026-01-02T00:00:00Z"}"#,
+        "\n",
+        r#"{"type":"identify","userId":"u-3"}"#,
+        "\n",
+        r#"{"type":"track","event":"Registered","userId":42,"messageId":"m-3","timestamp":1767225600000}"#,
+        "\n",
+        r#"{"type":"track","event":"Registered","anonymousId":"anon-4","messageId":"m-4","timestamp":"2026-01-01T00:00:00.999999Z","properties":{"value":"3.5"}}"#,
+        "\n",
     );
     let output = run_binary(&["run", "--config", config.to_str().unwrap()], input.as_bytes(), &[]).await;
 
     assert!(output.status.success(), "stderr:\n{}", output.stderr);
     assert_eq!(output.summary_line(), "summary: received=7 sent=3 dead_lettered=3 skipped=1 undelivered=0");
 
-    let requests = server.requests();
+    // Requests are sent concurrently, so they arrive in any order: the larger one first here.
+    let mut requests = server.requests();
+    requests.sort_by_key(|request| std::cmp::Reverse(request.json()["visitors"].as_array().map_or(0, Vec::len)));
     assert_eq!(requests.len(), 2, "three conversions with max_events = 2 make two requests");
     assert_eq!(requests[0].method, "POST");
     assert_eq!(requests[0].path, "/v1/events");
@@ -138,8 +146,15 @@ async fn stdin_events_reach_event_api() {
     assert_eq!(dead_letters[0]["component"], json!("opt"));
     assert_eq!(dead_letters[1]["event"]["event"], json!("Unknown Thing"));
     assert!(dead_letters[1]["message"].as_str().unwrap().contains("`Unknown Thing`"), "{}", dead_letters[1]["message"]);
-    assert!(dead_letters[1]["message"].as_str().unwrap().contains("revision 1480511547"), "{}", dead_letters[1]["message"]);
-    assert_eq!(dead_letters[2]["event"], json!({"type":"track","event":"Registered","timestamp":"2026-01-02T00:00:00Z"}));
+    assert!(
+        dead_letters[1]["message"].as_str().unwrap().contains("revision 1480511547"),
+        "{}",
+        dead_letters[1]["message"]
+    );
+    assert_eq!(
+        dead_letters[2]["event"],
+        json!({"type":"track","event":"Registered","timestamp":"2026-01-02T00:00:00Z"})
+    );
 }
 
 #[tokio::test]
@@ -149,7 +164,8 @@ async fn retry_after_503_resends_same_body() {
     let directory = tempfile::tempdir().unwrap();
     let config = write_config(directory.path(), &server, "max_events = 10\ntimeout_secs = 0.1", JAVA_V4_EVENT_KEYS);
 
-    let input = r#"{"type":"track","event":"Registered","userId":"u-1","messageId":"m-1","timestamp":"2026-01-01T00:00:00Z"}"#;
+    let input =
+        r#"{"type":"track","event":"Registered","userId":"u-1","messageId":"m-1","timestamp":"2026-01-01T00:00:00Z"}"#;
     let output = run_binary(&["run", "--config", config.to_str().unwrap()], input.as_bytes(), &[]).await;
 
     assert!(output.status.success(), "stderr:\n{}", output.stderr);
@@ -167,13 +183,13 @@ async fn exhausted_retries_dead_letter_events() {
     let directory = tempfile::tempdir().unwrap();
     let extra_request = "";
     let config = write_config(directory.path(), &server, "max_events = 10\ntimeout_secs = 0.1", extra_request);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "retry_initial_backoff_secs = 0.01",
-        "retry_initial_backoff_secs = 0.01\nretry_attempts = 2",
-    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("retry_initial_backoff_secs = 0.01", "retry_initial_backoff_secs = 0.01\nretry_attempts = 2");
     std::fs::write(&config, text).unwrap();
 
-    let input = r#"{"type":"track","event":"basic_event","userId":"u-1","messageId":"m-1","timestamp":"2026-01-01T00:00:00Z"}"#;
+    let input =
+        r#"{"type":"track","event":"basic_event","userId":"u-1","messageId":"m-1","timestamp":"2026-01-01T00:00:00Z"}"#;
     let output = run_binary(&["run", "--config", config.to_str().unwrap()], input.as_bytes(), &[]).await;
 
     assert!(output.status.success(), "stderr:\n{}", output.stderr);
@@ -204,7 +220,8 @@ async fn segment_track_examples_delivered() {
     let requests = server.requests();
     assert_eq!(requests.len(), 1, "all six conversions share one datafile revision and fit one request");
     let body = requests[0].json();
-    let visitor_ids: Vec<&str> = body["visitors"].as_array().unwrap().iter().map(|visitor| visitor["visitor_id"].as_str().unwrap()).collect();
+    let visitor_ids: Vec<&str> =
+        body["visitors"].as_array().unwrap().iter().map(|visitor| visitor["visitor_id"].as_str().unwrap()).collect();
     assert_eq!(visitor_ids, vec!["AiUGstSDIg", "AiUGstSDIg", "97980cfea0067", "97980cfea0067", "019mr8mf4r", "u123"]);
 
     let purchase = &body["visitors"][4];

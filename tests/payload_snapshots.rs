@@ -15,18 +15,39 @@ use serde_json::{json, Value};
 /// Every event name used by the examples, renamed to the datafile's event key so that each example
 /// reaches the later mapping rules.
 const EXAMPLE_EVENT_NAMES: &[&str] = &[
-    "User Registered", "Course Clicked", "Button Clicked", "Report Submitted", "Registered",
-    "Purchased an Item", "Item Purchased", "Song Played", "Application Installed", "Application Opened",
-    "Application Backgrounded", "Application Foregrounded", "Application Updated", "Application Uninstalled",
-    "Application Crashed", "Install Attributed", "Push Notification Received", "Push Notification Tapped",
-    "Push Notification Bounced", "Deep Link Opened", "Deep Link Clicked", "Account Created", "Account Deleted",
-    "Signed Up", "Signed In", "Signed Out", "Invite Sent", "Segment Consent Preference Updated",
+    "User Registered",
+    "Course Clicked",
+    "Button Clicked",
+    "Report Submitted",
+    "Registered",
+    "Purchased an Item",
+    "Item Purchased",
+    "Song Played",
+    "Application Installed",
+    "Application Opened",
+    "Application Backgrounded",
+    "Application Foregrounded",
+    "Application Updated",
+    "Application Uninstalled",
+    "Application Crashed",
+    "Install Attributed",
+    "Push Notification Received",
+    "Push Notification Tapped",
+    "Push Notification Bounced",
+    "Deep Link Opened",
+    "Deep Link Clicked",
+    "Account Created",
+    "Account Deleted",
+    "Signed Up",
+    "Signed In",
+    "Signed Out",
+    "Invite Sent",
+    "Segment Consent Preference Updated",
     "Conversation Started",
 ];
 
 fn transform(datafile_name: &str, event_key: &str, revenue_unit: &str) -> OptimizelyTransform {
-    let renames: Vec<String> =
-        EXAMPLE_EVENT_NAMES.iter().map(|name| format!("\"{name}\" = \"{event_key}\"")).collect();
+    let renames: Vec<String> = EXAMPLE_EVENT_NAMES.iter().map(|name| format!("\"{name}\" = \"{event_key}\"")).collect();
     let text = format!(
         "revenue_unit = \"{revenue_unit}\"\n[datafile]\npath = \"unused.json\"\n[event_keys]\n{}\n",
         renames.join("\n")

@@ -33,7 +33,7 @@ pub fn deserialize_table<T: DeserializeOwned>(table: toml::Table) -> Result<T, V
 
         if let Some(field) = missing_field(&message) {
             let missing_path = join(&path, field);
-            if !removed.iter().any(|key| *key == missing_path) {
+            if !removed.contains(&missing_path) {
                 errors.push(format!("missing required option `{missing_path}`"));
             }
             return Err(errors);
@@ -115,6 +115,7 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Batch {
         #[serde(default)]
         max_events: u64,
@@ -124,6 +125,7 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Settings {
         endpoint: String,
         #[serde(default)]

@@ -214,7 +214,8 @@ mod tests {
 
     #[test]
     fn misspelled_input_gets_hint() {
-        let nodes = vec![source("in"), transform("opt", &["in"]), sink("api", &["opt.droped"], &[DataKind::DeadLetters])];
+        let nodes =
+            vec![source("in"), transform("opt", &["in"]), sink("api", &["opt.droped"], &[DataKind::DeadLetters])];
         let errors = check_graph(&nodes);
         assert!(errors.iter().any(|error| error.to_string()
             == "sinks.api: input `opt.droped` does not name a component or output; did you mean `opt.dropped`?"));
@@ -222,7 +223,11 @@ mod tests {
 
     #[test]
     fn wrong_data_kind_rejected() {
-        let nodes = vec![source("in"), transform("opt", &["in"]), sink("api", &["opt", "opt.dropped"], &[DataKind::Conversions])];
+        let nodes = vec![
+            source("in"),
+            transform("opt", &["in"]),
+            sink("api", &["opt", "opt.dropped"], &[DataKind::Conversions]),
+        ];
         let errors = check_graph(&nodes);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].message.contains("`opt.dropped` carries dead-letter records"), "{}", errors[0]);
@@ -230,7 +235,8 @@ mod tests {
 
     #[test]
     fn unconsumed_default_output_rejected() {
-        let nodes = vec![source("in"), transform("opt", &["in"]), sink("dlq", &["opt.dropped"], &[DataKind::DeadLetters])];
+        let nodes =
+            vec![source("in"), transform("opt", &["in"]), sink("dlq", &["opt.dropped"], &[DataKind::DeadLetters])];
         let errors = check_graph(&nodes);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].message.starts_with("output `opt` (Event API conversions) is not consumed"), "{}", errors[0]);
@@ -244,6 +250,9 @@ mod tests {
             sink("b", &["a.dropped"], &[DataKind::DeadLetters]),
         ];
         let errors = check_graph(&nodes);
-        assert!(errors.iter().any(|error| error.message.starts_with("the components form a cycle: a -> b -> a")), "{errors:?}");
+        assert!(
+            errors.iter().any(|error| error.message.starts_with("the components form a cycle: a -> b -> a")),
+            "{errors:?}"
+        );
     }
 }

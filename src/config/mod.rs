@@ -304,7 +304,10 @@ fn load_components<T>(
         let component_type = match table.remove("type") {
             Some(toml::Value::String(component_type)) => component_type,
             Some(other) => {
-                errors.push(ConfigError::component(&label, format!("`type` must be a string, not a {}", other.type_str())));
+                errors.push(ConfigError::component(
+                    &label,
+                    format!("`type` must be a string, not a {}", other.type_str()),
+                ));
                 continue;
             }
             None => {
@@ -328,13 +331,17 @@ fn load_components<T>(
 
 fn take_inputs(table: &mut toml::Table, label: &str, errors: &mut Vec<ConfigError>) -> Vec<String> {
     let Some(value) = table.remove("inputs") else {
-        errors.push(ConfigError::component(label, "missing required option `inputs`; list the components it reads from"));
+        errors
+            .push(ConfigError::component(label, "missing required option `inputs`; list the components it reads from"));
         return Vec::new();
     };
     let items = match value {
         toml::Value::Array(items) => items,
         other => {
-            errors.push(ConfigError::component(label, format!("`inputs` must be an array of strings, not a {}", other.type_str())));
+            errors.push(ConfigError::component(
+                label,
+                format!("`inputs` must be an array of strings, not a {}", other.type_str()),
+            ));
             return Vec::new();
         }
     };
@@ -343,7 +350,10 @@ fn take_inputs(table: &mut toml::Table, label: &str, errors: &mut Vec<ConfigErro
     for item in items {
         match item {
             toml::Value::String(input) => inputs.push(input),
-            other => errors.push(ConfigError::component(label, format!("`inputs` must contain strings, found a {}", other.type_str()))),
+            other => errors.push(ConfigError::component(
+                label,
+                format!("`inputs` must contain strings, found a {}", other.type_str()),
+            )),
         }
     }
     if inputs.is_empty() {

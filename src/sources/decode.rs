@@ -136,7 +136,10 @@ mod tests {
             message(&payloads[0]),
             &json!({"type":"track","event":"A","context":{"ip":"1.2.3.4","device":{"type":"phone"}}})
         );
-        assert_eq!(message(&payloads[1]), &json!({"type":"identify","context":{"ip":"9.9.9.9","device":{"type":"phone"}}}));
+        assert_eq!(
+            message(&payloads[1]),
+            &json!({"type":"identify","context":{"ip":"9.9.9.9","device":{"type":"phone"}}})
+        );
     }
 
     #[test]

@@ -86,9 +86,8 @@ impl FileSourceConfig {
                 break;
             }
             let what = path.display().to_string();
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|error| SourceError::Read { what: what.clone(), error })?;
+            let file =
+                tokio::fs::File::open(&path).await.map_err(|error| SourceError::Read { what: what.clone(), error })?;
             tracing::info!(component_id = %id, path = %what, "reading file");
             let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
             read_lines(reader, &what, self.max_line_bytes, &mut emitter, &shutdown).await?;

@@ -40,10 +40,13 @@ pub(super) enum BuiltSink {
     File(crate::sinks::FileSinkConfig, tokio::fs::File),
 }
 
+/// A built transform with its input and its outputs by name (`None` is the default output).
+pub(super) type TransformParts = (String, BuiltTransform, Input, BTreeMap<Option<&'static str>, Output>);
+
 /// A topology whose components are built and wired, ready to run.
 pub struct Topology {
     pub(super) sources: Vec<(String, SourceConfig, Output)>,
-    pub(super) transforms: Vec<(String, BuiltTransform, Input, BTreeMap<Option<&'static str>, Output>)>,
+    pub(super) transforms: Vec<TransformParts>,
     pub(super) sinks: Vec<(String, BuiltSink, Input, Output)>,
     pub(super) shutdown_timeout: Duration,
     pub(super) warnings: Vec<String>,
@@ -63,7 +66,10 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
     let mut wiring = Wiring::new(config);
     let mut errors = Vec::new();
     let client = reqwest::Client::builder().build().map_err(|error| {
-        vec![BuildError { component: "datafile".to_owned(), message: format!("cannot create the HTTP client: {error}") }]
+        vec![BuildError {
+            component: "datafile".to_owned(),
+            message: format!("cannot create the HTTP client: {error}"),
+        }]
     })?;
 
     let mut sources = Vec::new();
@@ -106,8 +112,14 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
         let built = Arc::new(OptimizelyTransform::new(id.clone(), settings, loaded.datafile));
         let mut outputs = BTreeMap::new();
         outputs.insert(None, wiring.output(id, None, Unconnected::Finalize(EventStatus::Undelivered)));
-        outputs.insert(Some("dropped"), wiring.output(id, Some("dropped"), Unconnected::Finalize(EventStatus::DeadLettered)));
-        outputs.insert(Some("deletions"), wiring.output(id, Some("deletions"), Unconnected::Finalize(EventStatus::Skipped)));
+        outputs.insert(
+            Some("dropped"),
+            wiring.output(id, Some("dropped"), Unconnected::Finalize(EventStatus::DeadLettered)),
+        );
+        outputs.insert(
+            Some("deletions"),
+            wiring.output(id, Some("deletions"), Unconnected::Finalize(EventStatus::Skipped)),
+        );
         let input = wiring.input(id);
         transforms.push((id.clone(), BuiltTransform::Optimizely(built), input, outputs));
     }
@@ -129,7 +141,10 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
                 Err(error) => {
                     errors.push(BuildError {
                         component: label,
-                        message: format!("cannot open `{}` for appending: {error}; check the path and its permissions", settings.path.display()),
+                        message: format!(
+                            "cannot open `{}` for appending: {error}; check the path and its permissions",
+                            settings.path.display()
+                        ),
                     });
                     continue;
                 }
@@ -162,11 +177,7 @@ struct Wiring {
 
 impl Wiring {
     fn new(config: &Config) -> Wiring {
-        let mut wiring = Wiring {
-            senders: BTreeMap::new(),
-            receivers: BTreeMap::new(),
-            consumers: BTreeMap::new(),
-        };
+        let mut wiring = Wiring { senders: BTreeMap::new(), receivers: BTreeMap::new(), consumers: BTreeMap::new() };
         let consumers = config
             .transforms
             .iter()

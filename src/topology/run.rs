@@ -78,7 +78,10 @@ impl Topology {
         let timed_out = drain(downstream, shutdown_timeout).await;
         let summary = stats.summary();
         if timed_out {
-            tracing::error!(undelivered = summary.undelivered, "shutdown timeout reached; aborted components that were still running");
+            tracing::error!(
+                undelivered = summary.undelivered,
+                "shutdown timeout reached; aborted components that were still running"
+            );
         }
         RunReport { summary, source_errors, timed_out }
     }

@@ -88,7 +88,11 @@ pub(crate) fn attributes(
     }
 
     if let Some(user_agent) = user_agent {
-        attributes.push(custom_attribute(USER_AGENT_ATTRIBUTE, USER_AGENT_ATTRIBUTE, Value::String(user_agent.to_owned())));
+        attributes.push(custom_attribute(
+            USER_AGENT_ATTRIBUTE,
+            USER_AGENT_ATTRIBUTE,
+            Value::String(user_agent.to_owned()),
+        ));
     }
     if let Some(bot_filtering) = datafile.bot_filtering {
         attributes.push(custom_attribute(BOT_FILTERING_ATTRIBUTE, BOT_FILTERING_ATTRIBUTE, Value::Bool(bot_filtering)));

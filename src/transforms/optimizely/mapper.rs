@@ -135,9 +135,17 @@ impl Mapper {
         let message_type = match object.get("type") {
             Some(Value::String(message_type)) if !message_type.is_empty() => message_type.as_str(),
             Some(other) if !other.is_null() => {
-                return reject("missing_type", format!("`type` is a JSON {}, not a string such as \"track\"", json_type(other)));
+                return reject(
+                    "missing_type",
+                    format!("`type` is a JSON {}, not a string such as \"track\"", json_type(other)),
+                );
             }
-            _ => return reject("missing_type", "the message has no `type`; Segment messages carry one such as \"track\"".to_owned()),
+            _ => {
+                return reject(
+                    "missing_type",
+                    "the message has no `type`; Segment messages carry one such as \"track\"".to_owned(),
+                )
+            }
         };
 
         match message_type {
@@ -173,12 +181,13 @@ impl Mapper {
         };
 
         let timestamp = match first_value(message, &mapping.timestamp) {
-            None => {
-                return reject(
-                    "invalid_timestamp",
-                    format!("the message has no timestamp at {}; the time of the conversion is required and is never guessed", mapping.timestamp),
-                )
-            }
+            None => return reject(
+                "invalid_timestamp",
+                format!(
+                    "the message has no timestamp at {}; the time of the conversion is required and is never guessed",
+                    mapping.timestamp
+                ),
+            ),
             Some(value) => match parse_timestamp(value, self.settings.timestamp_unit) {
                 Ok(timestamp) => timestamp,
                 Err(error) => return reject("invalid_timestamp", error.to_string()),
@@ -200,7 +209,15 @@ impl Mapper {
         let tags = self.tags(message, &mut warnings);
         let attributes = fields::attributes(message, mapping, &self.datafile, &mut warnings);
 
-        let event = SnapshotEvent { entity_id: event_id.to_owned(), key: key.to_owned(), timestamp, uuid, revenue, value, tags };
+        let event = SnapshotEvent {
+            entity_id: event_id.to_owned(),
+            key: key.to_owned(),
+            timestamp,
+            uuid,
+            revenue,
+            value,
+            tags,
+        };
         let visitor = Visitor {
             visitor_id,
             attributes,

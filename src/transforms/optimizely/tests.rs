@@ -248,8 +248,10 @@ fn numeric_message_id_becomes_text() {
 #[test]
 fn missing_message_id_gets_content_uuid() {
     let first = json!({"type": "track", "event": "basic_event", "userId": "u", "timestamp": "2024-03-01T12:00:00Z"});
-    let reordered: Value =
-        serde_json::from_str(r#"{"timestamp":"2024-03-01T12:00:00Z","userId":"u","event":"basic_event","type":"track"}"#).unwrap();
+    let reordered: Value = serde_json::from_str(
+        r#"{"timestamp":"2024-03-01T12:00:00Z","userId":"u","event":"basic_event","type":"track"}"#,
+    )
+    .unwrap();
 
     let uuid = event_field(java_v4().map(&first), "uuid");
     // uuid5(NAMESPACE_OID, '{"event":"basic_event","timestamp":"2024-03-01T12:00:00Z","type":"track","userId":"u"}')
@@ -482,7 +484,8 @@ fn us_region_uses_default_endpoint() {
 #[test]
 fn custom_paths_with_fallbacks() {
     let mapper = mapper_with(|settings| {
-        settings.mapping.user_id = super::path::PathList(vec!["$.properties.customer".parse().unwrap(), "$.userId".parse().unwrap()]);
+        settings.mapping.user_id =
+            super::path::PathList(vec!["$.properties.customer".parse().unwrap(), "$.userId".parse().unwrap()]);
         settings.mapping.event_key = super::path::PathList(vec!["$.properties['Event Name']".parse().unwrap()]);
     });
     let message = track(|message| message["properties"] = json!({"customer": "", "Event Name": "basic_event"}));

@@ -58,10 +58,19 @@ pub struct TransformOutputs {
 
 impl OptimizelyTransform {
     /// Creates the transform with its first datafile.
-    pub fn new(id: impl Into<String>, config: &OptimizelyTransformConfig, datafile: Arc<Datafile>) -> OptimizelyTransform {
+    pub fn new(
+        id: impl Into<String>,
+        config: &OptimizelyTransformConfig,
+        datafile: Arc<Datafile>,
+    ) -> OptimizelyTransform {
         let settings = Arc::new(MapperSettings::from(config));
         let mapper = Mapper::new(settings.clone(), datafile);
-        OptimizelyTransform { id: id.into(), settings, mapper: ArcSwap::from_pointee(mapper), warnings: WarningCounters::default() }
+        OptimizelyTransform {
+            id: id.into(),
+            settings,
+            mapper: ArcSwap::from_pointee(mapper),
+            warnings: WarningCounters::default(),
+        }
     }
 
     /// Returns the component id.
@@ -152,7 +161,9 @@ impl OptimizelyTransform {
                 self.warnings.add(&warnings);
                 conversions.push(Event::with_finalizer(Payload::Conversion(conversion), finalizer));
             }
-            MapOutcome::Deletion(deletion) => deletions.push(Event::with_finalizer(Payload::Deletion(deletion), finalizer)),
+            MapOutcome::Deletion(deletion) => {
+                deletions.push(Event::with_finalizer(Payload::Deletion(deletion), finalizer))
+            }
             MapOutcome::Skipped(reason) => {
                 if let SkipReason::UnknownEventKey(key) = &reason {
                     if let Some(count) = limiter.check(&format!("skip:{key}")) {

@@ -11,9 +11,9 @@ use crate::ack::{EventFinalizer, EventStatus};
 /// from.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// What the event carries at this stage of the pipeline.
+    /// The event's data at this stage of the pipeline.
     pub payload: Payload,
-    /// The acknowledgement reference; every consumer finalizes it exactly once.
+    /// The acknowledgement reference. A reference dropped without being finalized reports `Undelivered`.
     pub finalizer: EventFinalizer,
 }
 
@@ -34,7 +34,7 @@ impl Event {
     }
 }
 
-/// What an event carries.
+/// The data of an event.
 #[derive(Debug, Clone)]
 pub enum Payload {
     /// A Segment message as a source read it.

@@ -97,6 +97,11 @@ fn validate(path: PathBuf) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let problems = config.check_local_files();
+    if !problems.is_empty() {
+        eprint!("error: {}", optimizely_relay::config::ConfigErrors(problems));
+        return ExitCode::from(EXIT_CONFIG);
+    }
     for warning in optimizely_relay::config::unconsumed_output_warnings(&config) {
         eprintln!("warning: {warning}");
     }

@@ -213,7 +213,7 @@ async fn segment_track_examples_delivered() {
     let output = run_binary(&["run", "--config", config.to_str().unwrap()], &input, &[]).await;
 
     assert!(output.status.success(), "stderr:\n{}", output.stderr);
-    // 6 examples are renamed to a datafile key and carry a user id and a timestamp; of the other 21,
+    // Six examples are renamed to a datafile key and carry a user id and a timestamp. Of the other 21,
     // one has no user id, one has no event name, and 19 use event names the datafile lacks.
     assert_eq!(output.summary_line(), "summary: received=27 sent=6 dead_lettered=21 skipped=0 undelivered=0");
 
@@ -322,4 +322,130 @@ async fn quickstart_prints_request_bodies() {
         .filter(|line| line.get("visitors").is_some())
         .collect();
     assert_eq!(second_conversions[2]["visitors"][0]["snapshots"][0]["events"][0]["uuid"], *generated_uuid);
+}
+
+/// Writes a config whose datafile comes by SDK key with an access token from a local CDN stand-in.
+fn write_sdk_key_config(
+    directory: &std::path::Path,
+    cdn: &RecordingServer,
+    api: &RecordingServer,
+    account_id: &str,
+) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[sources.in]
+type = "stdin"
+
+[transforms.opt]
+type = "optimizely"
+inputs = ["in"]
+account_id = "{account_id}"
+
+[transforms.opt.datafile]
+sdk_key = "SdkKey123"
+access_token = "${{DATAFILE_TOKEN}}"
+authenticated_cdn_url = "{cdn}"
+
+[sinks.api]
+type = "optimizely_events"
+inputs = ["opt"]
+endpoint = "{endpoint}"
+batch.timeout_secs = 0.1
+"#,
+        cdn = cdn.url(""),
+        endpoint = api.url("/v1/events"),
+    );
+    write_file(directory, "relay.toml", &text)
+}
+
+const TOKEN: &str = "tok-e2e-secret-7Qx9";
+
+#[tokio::test]
+async fn datafile_fetched_by_sdk_key_with_token() {
+    let cdn = RecordingServer::start().await;
+    let datafile = std::fs::read_to_string(fixture("datafiles/go-typed-audience-datafile.json")).unwrap();
+    cdn.script([Reply::Status(200, vec![("last-modified".into(), "Wed, 02 Dec 2026 10:00:00 GMT".into())], datafile)]);
+    let api = RecordingServer::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_sdk_key_config(directory.path(), &cdn, &api, "4879520872");
+
+    let input =
+        r#"{"type":"track","event":"item_bought","userId":"u-1","messageId":"m-1","timestamp":"2026-01-01T00:00:00Z"}"#;
+    let output =
+        run_binary(&["run", "--config", config.to_str().unwrap()], input.as_bytes(), &[("DATAFILE_TOKEN", TOKEN)])
+            .await;
+
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    let fetches = cdn.requests();
+    assert_eq!(fetches.len(), 1);
+    assert_eq!(fetches[0].method, "GET");
+    assert_eq!(fetches[0].path, "/datafiles/auth/SdkKey123.json");
+    assert_eq!(fetches[0].header("authorization"), Some(format!("Bearer {TOKEN}")));
+    let body = api.requests()[0].json();
+    assert_eq!(body["project_id"], json!("11624721371"));
+    assert_eq!(body["visitors"][0]["snapshots"][0]["events"][0]["entity_id"], json!("594089"));
+    assert!(!output.stderr.contains(TOKEN), "the token leaked into the log:\n{}", output.stderr);
+}
+
+#[tokio::test]
+async fn forbidden_datafile_fails_startup_without_token() {
+    let cdn = RecordingServer::start().await;
+    cdn.script([Reply::status(403)]);
+    let api = RecordingServer::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_sdk_key_config(directory.path(), &cdn, &api, "4879520872");
+
+    let output = run_binary(&["run", "--config", config.to_str().unwrap()], b"", &[("DATAFILE_TOKEN", TOKEN)]).await;
+
+    assert_eq!(output.status.code(), Some(3), "stderr:\n{}", output.stderr);
+    assert!(output.stderr.contains("transforms.opt:"), "stderr:\n{}", output.stderr);
+    assert!(output.stderr.contains("403"), "stderr:\n{}", output.stderr);
+    assert!(output.stderr.contains("/datafiles/auth/SdkKey123.json"), "stderr:\n{}", output.stderr);
+    assert!(!output.stderr.contains(TOKEN), "the token leaked into an error:\n{}", output.stderr);
+    assert!(api.requests().is_empty());
+}
+
+#[tokio::test]
+async fn account_mismatch_fails_startup() {
+    let cdn = RecordingServer::start().await;
+    let datafile = std::fs::read_to_string(fixture("datafiles/go-typed-audience-datafile.json")).unwrap();
+    cdn.script([Reply::Status(200, vec![], datafile)]);
+    let api = RecordingServer::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_sdk_key_config(directory.path(), &cdn, &api, "999");
+
+    let output = run_binary(&["run", "--config", config.to_str().unwrap()], b"", &[("DATAFILE_TOKEN", TOKEN)]).await;
+
+    assert_eq!(output.status.code(), Some(3), "stderr:\n{}", output.stderr);
+    assert!(output.stderr.contains("4879520872"), "stderr:\n{}", output.stderr);
+    assert!(output.stderr.contains("999"), "stderr:\n{}", output.stderr);
+}
+
+#[tokio::test]
+async fn validate_reports_missing_datafile() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_file(
+        directory.path(),
+        "relay.toml",
+        "[sources.in]\ntype = \"stdin\"\n[transforms.opt]\ntype = \"optimizely\"\ninputs = [\"in\"]\n[transforms.opt.datafile]\npath = \"nowhere.json\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"opt\"]\n",
+    );
+
+    let output = run_binary(&["validate", "--config", config.to_str().unwrap()], b"", &[]).await;
+
+    assert_eq!(output.status.code(), Some(2), "stderr:\n{}", output.stderr);
+    assert!(output.stderr.contains("nowhere.json"), "stderr:\n{}", output.stderr);
+}
+
+#[tokio::test]
+async fn missing_environment_variable_named() {
+    let directory = tempfile::tempdir().unwrap();
+    let cdn = RecordingServer::start().await;
+    let api = RecordingServer::start().await;
+    let config = write_sdk_key_config(directory.path(), &cdn, &api, "1");
+
+    let output = run_binary(&["run", "--config", config.to_str().unwrap()], b"", &[]).await;
+
+    assert_eq!(output.status.code(), Some(2), "stderr:\n{}", output.stderr);
+    assert!(output.stderr.contains("environment variable `DATAFILE_TOKEN` is not set"), "stderr:\n{}", output.stderr);
+    assert!(cdn.requests().is_empty(), "no network call before the configuration is valid");
 }

@@ -7,7 +7,7 @@ use std::fmt;
 pub struct ConfigError {
     /// The component the problem belongs to, as `sinks.out`, or `None` for global options and the file.
     pub component: Option<String>,
-    /// What is wrong, naming the key and value, and what to do.
+    /// The problem, naming the key and value, and the fix.
     pub message: String,
 }
 

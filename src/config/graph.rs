@@ -50,7 +50,7 @@ pub struct Node {
 pub struct OutputSpec {
     /// `None` for the default output, else the name after the dot.
     pub name: Option<&'static str>,
-    /// What the output carries.
+    /// The kind of data on the output.
     pub kind: DataKind,
     /// Whether the configuration must connect this output to a consumer.
     pub required: bool,

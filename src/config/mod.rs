@@ -205,6 +205,20 @@ impl Config {
         errors
     }
 
+    /// Runs the checks that read local files, such as a transform's datafile `path`, without any
+    /// network access. Loading does not run them, so that a configuration can be checked on another
+    /// machine; `validate` does.
+    pub fn check_local_files(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for (id, transform) in &self.transforms {
+            let TransformConfig::Optimizely(settings) = &transform.config;
+            for message in settings.check_local_datafile() {
+                errors.push(ConfigError::component(format!("transforms.{id}"), message));
+            }
+        }
+        errors
+    }
+
     /// Describes every component for the graph checks and the topology builder.
     pub fn graph_nodes(&self) -> Vec<Node> {
         let mut nodes = Vec::new();

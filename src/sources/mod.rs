@@ -76,7 +76,7 @@ impl SourceConfig {
     }
 }
 
-/// What a running source gets from the topology.
+/// The handles a running source gets from the topology.
 pub struct SourceContext {
     /// The component id.
     pub id: String,
@@ -94,7 +94,7 @@ pub enum SourceError {
     /// Reading failed.
     #[error("reading {what} failed: {error}")]
     Read {
-        /// What was being read, such as `stdin` or a file path.
+        /// The input being read, such as `standard input` or a file path.
         what: String,
         /// The I/O error.
         error: std::io::Error,

@@ -24,7 +24,7 @@ use crate::transforms::TransformConfig;
 pub struct BuildError {
     /// The section and id, as `transforms.opt`.
     pub component: String,
-    /// What failed and what to do.
+    /// The failure and the fix.
     pub message: String,
 }
 
@@ -90,13 +90,10 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
             }
         };
         if let Some(expected) = &settings.account_id {
-            if *expected != loaded.datafile.account_id {
+            if let Err(error) = loaded.datafile.check_account_id(expected) {
                 errors.push(BuildError {
                     component: label,
-                    message: format!(
-                        "the datafile from {} belongs to account {}, but `account_id` is {expected}; check the datafile source or the account id",
-                        loaded.source, loaded.datafile.account_id
-                    ),
+                    message: format!("datafile from {}: {error}", loaded.source),
                 });
                 continue;
             }

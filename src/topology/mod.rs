@@ -3,7 +3,7 @@
 //! Shutdown works by closing channels from the sources down:
 //! 1. Sources stop at the end of their input or when the shutdown token is cancelled, and drop their
 //!    outputs.
-//! 2. A transform sees its input close once every upstream output is dropped, finishes the chunk in
+//! 2. A transform's input closes once every upstream output is dropped, finishes the chunk in
 //!    hand, and drops its own outputs.
 //! 3. A sink sees its input close, flushes its partial batches, and waits for in-flight requests.
 //!

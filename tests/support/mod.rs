@@ -35,9 +35,9 @@ impl RecordedRequest {
 /// A scripted reply.
 #[derive(Debug, Clone)]
 pub enum Reply {
-    /// Answer with this status, headers and body.
+    /// Respond with this status, headers and body.
     Status(u16, Vec<(String, String)>, String),
-    /// Wait this long before answering 204.
+    /// Wait this long, then respond with 204.
     Stall(Duration),
 }
 
@@ -53,7 +53,7 @@ struct State {
     script: VecDeque<Reply>,
 }
 
-/// An HTTP server on 127.0.0.1 that records every request and answers from a script, then with 204.
+/// An HTTP server on 127.0.0.1 that records every request and responds from a script, then with 204.
 #[derive(Clone)]
 pub struct RecordingServer {
     pub address: SocketAddr,
@@ -120,7 +120,7 @@ async fn handle(state: Arc<Mutex<State>>, method: Method, uri: Uri, headers: Hea
     }
 }
 
-/// The crate root, where `cargo test` runs.
+/// Returns the crate root, which is where `cargo test` runs.
 pub fn crate_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

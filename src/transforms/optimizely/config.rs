@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::datafile::Datafile;
 use super::datafile_source::DatafileConfig;
 use super::number::RevenueUnit;
 use super::path::PathList;
@@ -14,7 +15,7 @@ use super::timestamp::TimestampUnit;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizelyTransformConfig {
-    /// Where the Optimizely datafile comes from: exactly one of `path`, `url` or `sdk_key`.
+    /// The source of the Optimizely datafile: exactly one of `path`, `url` or `sdk_key`.
     pub datafile: DatafileConfig,
     /// When set, must equal the datafile's `accountId`, else startup fails. Catches a datafile from the
     /// wrong account.
@@ -23,23 +24,23 @@ pub struct OptimizelyTransformConfig {
     /// The `client_name` sent in every request. Default `optimizely-relay`.
     #[serde(default = "default_client_name")]
     pub client_name: String,
-    /// The unit of `revenue` in messages: `cents` (default; integer cents, as Segment's destination
-    /// expects) or `dollars` (currency units such as 19.99, converted exactly to 1999 cents).
+    /// The unit of `revenue` in messages. `cents` (the default) reads integer cents, as Segment's
+    /// destination expects. `dollars` reads currency units such as 19.99, converted exactly to 1999.
     #[serde(default)]
     pub revenue_unit: RevenueUnit,
     /// The unit of JSON integer timestamps: `milliseconds` (default) or `seconds`. RFC 3339 strings
     /// are read as they are.
     #[serde(default)]
     pub timestamp_unit: TimestampUnit,
-    /// What happens to a `track` message whose event key is not in the datafile: `dead_letter`
-    /// (default; a record on the `dropped` output) or `skip` (counted as skipped).
+    /// The handling of a `track` message whose event key is not in the datafile. `dead_letter` (the
+    /// default) writes a record to the `dropped` output, and `skip` counts the message as skipped.
     #[serde(default)]
     pub unknown_event_keys: UnknownEventKeys,
-    /// What happens to array and object values in event tags: `drop` (default; removed and counted) or
-    /// `json_string` (sent as their JSON text).
+    /// The handling of array and object values in event tags. `drop` (the default) removes and counts
+    /// them, and `json_string` sends them as their JSON text.
     #[serde(default)]
     pub nested_tags: NestedTags,
-    /// Where each field is read from in a message.
+    /// The message paths each field is read from.
     #[serde(default)]
     pub mapping: MappingConfig,
     /// Renames of Segment event names to Optimizely event keys, applied before the datafile lookup.
@@ -51,7 +52,7 @@ fn default_client_name() -> String {
     "optimizely-relay".to_owned()
 }
 
-/// What happens to a message whose event key is not in the datafile.
+/// The handling of a message whose event key is not in the datafile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownEventKeys {
@@ -62,7 +63,7 @@ pub enum UnknownEventKeys {
     Skip,
 }
 
-/// What happens to array and object values in event tags.
+/// The handling of array and object values in event tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NestedTags {
@@ -131,6 +132,31 @@ impl OptimizelyTransformConfig {
             }
         }
         errors
+    }
+
+    /// Reads and checks a datafile given by `path`, and its account against `account_id`. Datafiles
+    /// from a URL or SDK key are not fetched: this check never uses the network.
+    pub fn check_local_datafile(&self) -> Vec<String> {
+        let Some(path) = &self.datafile.path else {
+            return Vec::new();
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                return vec![format!("cannot read `datafile.path` `{}`: {error}; check the path", path.display())]
+            }
+        };
+        let datafile = match Datafile::parse(&bytes) {
+            Ok(datafile) => datafile,
+            Err(error) => return vec![format!("datafile `{}`: {error}", path.display())],
+        };
+        match &self.account_id {
+            Some(expected) => match datafile.check_account_id(expected) {
+                Ok(()) => Vec::new(),
+                Err(error) => vec![format!("datafile `{}`: {error}", path.display())],
+            },
+            None => Vec::new(),
+        }
     }
 
     /// Resolves a relative datafile path against `base`.

@@ -9,7 +9,7 @@ use super::config::{MappingConfig, NestedTags, OptimizelyTransformConfig, Unknow
 use super::datafile::Datafile;
 use super::fields;
 use super::message_uuid::conversion_uuid;
-use super::number::{parse_numeric_value, parse_revenue, RevenueUnit};
+use super::number::{json_kind, parse_numeric_value, parse_revenue, RevenueUnit};
 use super::path::PathList;
 use super::timestamp::{parse_timestamp, TimestampUnit};
 use crate::event::{BatchKey, Conversion, DeletionRequest, Snapshot, SnapshotEvent, Visitor};
@@ -26,9 +26,9 @@ pub struct MapperSettings {
     pub revenue_unit: RevenueUnit,
     /// The unit of integer timestamps.
     pub timestamp_unit: TimestampUnit,
-    /// What happens to unknown event keys.
+    /// The handling of event keys missing from the datafile.
     pub unknown_event_keys: UnknownEventKeys,
-    /// What happens to nested tag values.
+    /// The handling of array and object tag values.
     pub nested_tags: NestedTags,
     /// Field paths.
     pub mapping: MappingConfig,
@@ -61,7 +61,7 @@ pub struct Rejection {
     pub message: String,
 }
 
-/// Why a message was skipped.
+/// The reason a message was skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
     /// A message type that carries no conversion, such as `identify`.
@@ -129,7 +129,7 @@ impl Mapper {
     /// Maps one Segment message.
     pub fn map(&self, message: &Value) -> MapOutcome {
         let Value::Object(object) = message else {
-            return reject("not_an_object", format!("the message is a JSON {}, not an object", json_type(message)));
+            return reject("not_an_object", format!("the message is a JSON {}, not an object", json_kind(message)));
         };
 
         let message_type = match object.get("type") {
@@ -137,7 +137,7 @@ impl Mapper {
             Some(other) if !other.is_null() => {
                 return reject(
                     "missing_type",
-                    format!("`type` is a JSON {}, not a string such as \"track\"", json_type(other)),
+                    format!("`type` is a JSON {}, not a string such as \"track\"", json_kind(other)),
                 );
             }
             _ => {
@@ -181,13 +181,15 @@ impl Mapper {
         };
 
         let timestamp = match first_value(message, &mapping.timestamp) {
-            None => return reject(
-                "invalid_timestamp",
-                format!(
+            None => {
+                return reject(
+                    "invalid_timestamp",
+                    format!(
                     "the message has no timestamp at {}; the time of the conversion is required and is never guessed",
                     mapping.timestamp
                 ),
-            ),
+                )
+            }
             Some(value) => match parse_timestamp(value, self.settings.timestamp_unit) {
                 Ok(timestamp) => timestamp,
                 Err(error) => return reject("invalid_timestamp", error.to_string()),
@@ -288,16 +290,4 @@ fn reject(reason: &'static str, message: String) -> MapOutcome {
 /// object or array.
 pub(crate) fn first_value<'a>(message: &'a Value, paths: &PathList) -> Option<&'a Value> {
     paths.0.iter().filter_map(|path| path.lookup(message)).find(|value| !fields::is_empty(value))
-}
-
-/// Returns the JSON type name of `value` for messages.
-pub(crate) fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }

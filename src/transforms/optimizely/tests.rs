@@ -39,7 +39,7 @@ fn mapper_with(change: impl FnOnce(&mut MapperSettings)) -> Mapper {
     Mapper::new(Arc::new(settings), datafile("java-valid-project-config-v4.json"))
 }
 
-/// A valid track message for the java v4 datafile, changed by `change`.
+/// Builds a valid track message for the java v4 datafile, changed by `change`.
 fn track(change: impl FnOnce(&mut Value)) -> Value {
     let mut message = json!({
         "type": "track",

@@ -14,7 +14,11 @@ use crate::event::Event;
 use crate::sinks::optimizely_events::OptimizelyEventsSink;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
-use crate::transforms::optimizely::datafile_source::load_datafile;
+use crate::transforms::optimizely::datafile_refresh::{
+    load_initial_datafile, ConfiguredFetcher, DatafileRefresher, DatafileStatus,
+};
+use crate::transforms::optimizely::datafile_source::MIN_RECOMMENDED_REFRESH_INTERVAL_SECS;
+use crate::transforms::optimizely::datafile_store::DatafileStore;
 use crate::transforms::optimizely::OptimizelyTransform;
 use crate::transforms::TransformConfig;
 
@@ -47,12 +51,18 @@ pub(super) type TransformParts = (String, BuiltTransform, Input, BTreeMap<Option
 pub struct Topology {
     pub(super) sources: Vec<(String, SourceConfig, Output)>,
     pub(super) transforms: Vec<TransformParts>,
+    pub(super) refreshers: Vec<DatafileRefresher>,
     pub(super) sinks: Vec<(String, BuiltSink, Input, Output)>,
     pub(super) shutdown_timeout: Duration,
     pub(super) warnings: Vec<String>,
 }
 
 impl Topology {
+    /// Returns the datafile status of each transform whose datafile is refreshed, by component id.
+    pub fn datafile_statuses(&self) -> Vec<(String, Arc<std::sync::Mutex<DatafileStatus>>)> {
+        self.refreshers.iter().map(|refresher| (refresher.component_id().to_owned(), refresher.status())).collect()
+    }
+
     /// Returns warnings about the configuration that do not stop it from running, such as outputs that
     /// no sink consumes.
     pub fn warnings(&self) -> &[String] {
@@ -79,10 +89,13 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
     }
 
     let mut transforms = Vec::new();
+    let mut refreshers = Vec::new();
     for (id, transform) in &config.transforms {
         let TransformConfig::Optimizely(settings) = &transform.config;
         let label = format!("transforms.{id}");
-        let loaded = match load_datafile(&settings.datafile, &client).await {
+        let store = config.global.data_dir.as_deref().map(|data_dir| DatafileStore::new(data_dir, id));
+        let fetcher = Arc::new(ConfiguredFetcher::new(settings.datafile.clone(), client.clone()));
+        let loaded = match load_initial_datafile(id, &settings.datafile, fetcher.as_ref(), store.as_ref()).await {
             Ok(loaded) => loaded,
             Err(error) => {
                 errors.push(BuildError { component: label, message: error.to_string() });
@@ -106,7 +119,19 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
             "datafile loaded"
         );
 
-        let built = Arc::new(OptimizelyTransform::new(id.clone(), settings, loaded.datafile));
+        let built = Arc::new(OptimizelyTransform::new(id.clone(), settings, loaded.datafile.clone()));
+        if settings.datafile.is_remote() {
+            if settings.datafile.refresh_interval_secs < MIN_RECOMMENDED_REFRESH_INTERVAL_SECS {
+                tracing::warn!(
+                    component_id = %id,
+                    refresh_interval_secs = settings.datafile.refresh_interval_secs,
+                    "datafile.refresh_interval_secs is below 30; frequent refreshes add CDN requests without fresher experiments"
+                );
+            }
+            let interval = settings.datafile.refresh_interval();
+            let refresher = DatafileRefresher::new(built.clone(), fetcher, interval, store, &loaded);
+            refreshers.push(refresher);
+        }
         let mut outputs = BTreeMap::new();
         outputs.insert(None, wiring.output(id, None, Unconnected::Finalize(EventStatus::Undelivered)));
         outputs.insert(
@@ -158,6 +183,7 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
     Ok(Topology {
         sources,
         transforms,
+        refreshers,
         sinks,
         shutdown_timeout: Duration::from_secs_f64(config.global.shutdown_timeout_secs),
         warnings: crate::config::unconsumed_output_warnings(config),

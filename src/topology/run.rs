@@ -37,7 +37,7 @@ impl Topology {
 
     /// Runs like [`Topology::run`], counting into `stats`, which callers may read while it runs.
     pub async fn run_with_stats(self, shutdown: CancellationToken, stats: Arc<RunStats>) -> RunReport {
-        let Topology { sources, transforms, sinks, shutdown_timeout, warnings } = self;
+        let Topology { sources, transforms, refreshers, sinks, shutdown_timeout, warnings } = self;
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
@@ -55,6 +55,11 @@ impl Topology {
             };
             downstream.push((id, tokio::spawn(async move { transform.run(input, outputs).await })));
         }
+
+        // Refreshers run until the pipeline has drained; a datafile update mid-drain is harmless.
+        let refresh_shutdown = CancellationToken::new();
+        let refresh_tasks: Vec<JoinHandle<()>> =
+            refreshers.into_iter().map(|refresher| tokio::spawn(refresher.run(refresh_shutdown.clone()))).collect();
 
         let mut source_tasks = Vec::new();
         for (id, source, output) in sources {
@@ -76,6 +81,12 @@ impl Topology {
 
         tracing::info!(timeout_secs = shutdown_timeout.as_secs_f64(), "all sources stopped; draining");
         let timed_out = drain(downstream, shutdown_timeout).await;
+        refresh_shutdown.cancel();
+        for task in refresh_tasks {
+            // A refresh in flight holds no events, so aborting it loses nothing.
+            task.abort();
+            let _ = task.await;
+        }
         let summary = stats.summary();
         if timed_out {
             tracing::error!(

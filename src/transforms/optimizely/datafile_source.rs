@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION, LAST_MODIFIED};
+use reqwest::header::{HeaderValue, AUTHORIZATION, IF_MODIFIED_SINCE, LAST_MODIFIED};
 use reqwest::{StatusCode, Url};
 
 use super::datafile::{Datafile, DatafileError};
@@ -20,9 +20,13 @@ pub const DEFAULT_CDN_URL: &str = "https://cdn.optimizely.com";
 /// The host that serves the datafiles of SDK keys of secure environments, which need an access token.
 pub const DEFAULT_AUTHENTICATED_CDN_URL: &str = "https://config.optimizely.com";
 
-fn default_refresh_interval_secs() -> u64 {
-    300
+fn default_refresh_interval_secs() -> f64 {
+    300.0
 }
+
+/// Refresh intervals below this many seconds are accepted with a warning: they multiply the requests
+/// to the CDN without making experiments noticeably fresher.
+pub const MIN_RECOMMENDED_REFRESH_INTERVAL_SECS: f64 = 30.0;
 
 fn default_timeout_secs() -> f64 {
     10.0
@@ -48,9 +52,10 @@ pub struct DatafileConfig {
     /// valid with `sdk_key`.
     pub access_token: Option<String>,
 
-    /// Seconds between refreshes of a datafile loaded from a URL or SDK key (default 300).
+    /// Seconds between refreshes of a datafile loaded from a URL or SDK key (default 300). Values
+    /// below 30 are accepted with a warning. A datafile read from `path` is not refreshed.
     #[serde(default = "default_refresh_interval_secs")]
-    pub refresh_interval_secs: u64,
+    pub refresh_interval_secs: f64,
 
     /// Time limit in seconds for one datafile request, from connecting to the end of the body
     /// (default 10).
@@ -93,6 +98,17 @@ pub struct LoadedDatafile {
     /// The path or URL it was loaded from, with any URL password replaced. The access token is never
     /// part of it, because the token travels in a header.
     pub source: String,
+    /// The datafile as received, kept so that the last good datafile can be saved to disk.
+    pub body: bytes::Bytes,
+}
+
+/// The result of a conditional datafile request.
+#[derive(Debug, Clone)]
+pub enum FetchResult {
+    /// The server sent a datafile.
+    Loaded(LoadedDatafile),
+    /// The server answered 304 Not Modified to `If-Modified-Since`: the current datafile is still valid.
+    NotModified,
 }
 
 /// The setting a remote datafile's URL came from, which decides the hints in error messages.
@@ -177,9 +193,34 @@ impl DatafileConfig {
                 self.timeout_secs
             ));
         }
-        if self.refresh_interval_secs == 0 {
-            problems.push("datafile.refresh_interval_secs is 0; set at least 1 second, such as 300".to_owned());
+        let interval_ok =
+            self.refresh_interval_secs > 0.0 && Duration::try_from_secs_f64(self.refresh_interval_secs).is_ok();
+        if !interval_ok {
+            problems.push(format!(
+                "datafile.refresh_interval_secs is {}; set a positive number of seconds, such as 300",
+                self.refresh_interval_secs
+            ));
         }
+    }
+
+    /// Returns whether the datafile comes from a URL or SDK key, and so is refreshed.
+    pub fn is_remote(&self) -> bool {
+        self.path.is_none()
+    }
+
+    /// Returns the path or URL the datafile is loaded from, with any URL password replaced and never
+    /// the access token.
+    pub fn source_description(&self) -> String {
+        match self.location() {
+            Ok(Location::File(path)) => path.display().to_string(),
+            Ok(Location::Remote { url, .. }) => redact_url(&url),
+            Err(_) => "an invalid datafile source".to_owned(),
+        }
+    }
+
+    /// Returns the refresh interval.
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::try_from_secs_f64(self.refresh_interval_secs).unwrap_or(Duration::from_secs(300))
     }
 
     /// Resolves the configured source. Call only after [`DatafileConfig::validate`] found no problem.
@@ -312,26 +353,36 @@ fn redact_url(url: &Url) -> String {
 /// (`timeout_secs`), the response is not 2xx, or the body is not a usable datafile. Every error names
 /// the path or URL, and none contains the access token.
 pub async fn load_datafile(config: &DatafileConfig, client: &reqwest::Client) -> Result<LoadedDatafile, DatafileError> {
+    match fetch_datafile(config, client, None).await? {
+        FetchResult::Loaded(loaded) => Ok(loaded),
+        // Only a conditional request yields NotModified, and this one is unconditional.
+        FetchResult::NotModified => Err(DatafileError::HttpStatus {
+            url: config.source_description(),
+            status: 304,
+            hint: "the server answered Not Modified to an unconditional request; check the datafile URL",
+        }),
+    }
+}
+
+/// Loads the configured datafile like [`load_datafile`]; for a remote datafile, sends
+/// `If-Modified-Since` when `if_modified_since` is given, and returns [`FetchResult::NotModified`] on 304.
+pub async fn fetch_datafile(
+    config: &DatafileConfig,
+    client: &reqwest::Client,
+    if_modified_since: Option<&str>,
+) -> Result<FetchResult, DatafileError> {
     let problems = config.validate();
     if !problems.is_empty() {
         return Err(invalid_config(problems.join("; ")));
     }
 
-    let loaded = match config.location()? {
-        Location::File(path) => load_file(path).await?,
+    match config.location()? {
+        Location::File(path) => Ok(FetchResult::Loaded(load_file(path).await?)),
         Location::Remote { url, kind, token } => {
             let request = RemoteRequest { url, kind, token, timeout: config.timeout() };
-            request.fetch(client).await?
+            request.fetch(client, if_modified_since).await
         }
-    };
-
-    tracing::info!(
-        source = %loaded.source,
-        revision = %loaded.datafile.revision,
-        account_id = %loaded.datafile.account_id,
-        "loaded datafile"
-    );
-    Ok(loaded)
+    }
 }
 
 async fn load_file(path: &Path) -> Result<LoadedDatafile, DatafileError> {
@@ -342,7 +393,7 @@ async fn load_file(path: &Path) -> Result<LoadedDatafile, DatafileError> {
         .map_err(|error| DatafileError::ReadFile { path: source.clone(), cause: error.to_string() })?;
     let datafile = Datafile::parse(&bytes).map_err(|error| content_error(&source, error))?;
 
-    Ok(LoadedDatafile { datafile: Arc::new(datafile), last_modified: None, source })
+    Ok(LoadedDatafile { datafile: Arc::new(datafile), last_modified: None, source, body: bytes.into() })
 }
 
 fn content_error(location: &str, error: DatafileError) -> DatafileError {
@@ -358,16 +409,29 @@ struct RemoteRequest<'a> {
 }
 
 impl RemoteRequest<'_> {
-    async fn fetch(&self, client: &reqwest::Client) -> Result<LoadedDatafile, DatafileError> {
+    async fn fetch(
+        &self,
+        client: &reqwest::Client,
+        if_modified_since: Option<&str>,
+    ) -> Result<FetchResult, DatafileError> {
         let display_url = redact_url(&self.url);
 
         let mut request = client.get(self.url.clone()).timeout(self.timeout);
         if let Some(token) = self.token {
             request = request.header(AUTHORIZATION, bearer_header(token)?);
         }
+        if let Some(since) = if_modified_since {
+            // The exact string the server sent as Last-Modified, as RFC 9110 recommends.
+            if let Ok(value) = HeaderValue::from_str(since) {
+                request = request.header(IF_MODIFIED_SINCE, value);
+            }
+        }
         let response = request.send().await.map_err(|error| self.transport_error(&display_url, error))?;
 
         let status = response.status();
+        if status == StatusCode::NOT_MODIFIED && if_modified_since.is_some() {
+            return Ok(FetchResult::NotModified);
+        }
         if !status.is_success() {
             return Err(self.status_error(display_url, status));
         }
@@ -377,7 +441,12 @@ impl RemoteRequest<'_> {
         let body = response.bytes().await.map_err(|error| self.transport_error(&display_url, error))?;
         let datafile = Datafile::parse(&body).map_err(|error| content_error(&display_url, error))?;
 
-        Ok(LoadedDatafile { datafile: Arc::new(datafile), last_modified, source: display_url })
+        Ok(FetchResult::Loaded(LoadedDatafile {
+            datafile: Arc::new(datafile),
+            last_modified,
+            source: display_url,
+            body,
+        }))
     }
 
     fn transport_error(&self, display_url: &str, error: reqwest::Error) -> DatafileError {
@@ -564,7 +633,7 @@ mod tests {
             url: None,
             sdk_key: Some(sdk_key.to_owned()),
             access_token: token.map(str::to_owned),
-            refresh_interval_secs: 300,
+            refresh_interval_secs: 300.0,
             timeout_secs: 5.0,
             cdn_url: Some(server.base_url.clone()),
             authenticated_cdn_url: Some(format!("{}/auth-host/", server.base_url)),
@@ -832,7 +901,7 @@ mod tests {
     #[test]
     fn config_defaults() {
         let config = config_from_toml("sdk_key = \"Key\"");
-        assert_eq!(config.refresh_interval_secs, 300);
+        assert_eq!(config.refresh_interval_secs, 300.0);
         assert_eq!(config.timeout_secs, 10.0);
         assert_eq!(config.cdn_url, None);
         assert_eq!(config.validate(), Vec::<String>::new());
@@ -903,7 +972,7 @@ mod tests {
             ("sdk_key = \"K\"\ntimeout_secs = -1.0", "datafile.timeout_secs is -1"),
             ("sdk_key = \"K\"\ntimeout_secs = nan", "datafile.timeout_secs is NaN"),
             ("sdk_key = \"K\"\ntimeout_secs = inf", "datafile.timeout_secs is inf"),
-            ("sdk_key = \"K\"\nrefresh_interval_secs = 0", "datafile.refresh_interval_secs is 0"),
+            ("sdk_key = \"K\"\nrefresh_interval_secs = 0", "datafile.refresh_interval_secs is 0;"),
         ];
         for (toml_text, expected) in cases {
             let problems = config_from_toml(toml_text).validate();

@@ -7,7 +7,9 @@
 
 pub mod config;
 pub mod datafile;
+pub mod datafile_refresh;
 pub mod datafile_source;
+pub mod datafile_store;
 mod excerpt;
 mod fields;
 pub mod mapper;

@@ -183,7 +183,13 @@ impl OptimizelyTransform {
         finalizer: crate::ack::EventFinalizer,
         limiter: &mut LogLimiter,
     ) -> Event {
-        if let Some(count) = limiter.check(rejection.reason) {
+        // Unknown event keys are limited per key, so that a key that vanished in a datafile update is
+        // reported on its own; other reasons are limited per reason.
+        let limit_key = match rejection.reason {
+            "unknown_event_key" => format!("{}:{}", rejection.reason, rejection.message),
+            reason => reason.to_owned(),
+        };
+        if let Some(count) = limiter.check(&limit_key) {
             tracing::warn!(component_id = %self.id, reason = rejection.reason, count, example = %rejection.message, "dead-lettered messages");
         }
         finalizer.update(EventStatus::DeadLettered);

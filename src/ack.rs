@@ -133,19 +133,21 @@ impl std::fmt::Debug for EventFinalizer {
     }
 }
 
+/// An [`AckReceiver`] that records every status, for unit tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Recorder(pub(crate) std::sync::Mutex<Vec<(u64, EventStatus)>>);
+
+#[cfg(test)]
+impl AckReceiver for Recorder {
+    fn acknowledge(&self, cookie: u64, status: EventStatus) {
+        self.0.lock().unwrap().push((cookie, status));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<(u64, EventStatus)>>);
-
-    impl AckReceiver for Recorder {
-        fn acknowledge(&self, cookie: u64, status: EventStatus) {
-            self.0.lock().unwrap().push((cookie, status));
-        }
-    }
 
     #[test]
     fn single_reference_reports_its_status() {

@@ -66,10 +66,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_STARTUP);
         }
     };
-    match cli.command {
+    let code = match cli.command {
         Command::Run { config } => runtime.block_on(run(config, cli.log_format)),
         Command::Validate { config } => validate(config),
-    }
+    };
+    // A read of standard input blocks a runtime thread until a line arrives, and a normal runtime
+    // shutdown would wait for it. Everything that matters has finished here, so do not wait.
+    runtime.shutdown_background();
+    code
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>) {
@@ -78,7 +82,10 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -20,14 +20,14 @@ use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use optimizely_relay::ack::{AckReceiver, EventFinalizer, EventStatus};
 use optimizely_relay::event::{
     BatchKey, Conversion, Event, Payload, Snapshot, SnapshotEvent, Visitor, VisitorAttribute,
 };
 use optimizely_relay::sinks::optimizely_events::{BuildError, OptimizelyEventsConfig, OptimizelyEventsSink};
-use optimizely_relay::topology::{Output, Unconnected};
+use optimizely_relay::topology::{buffer, BufferConfig, BufferSender, Output, Unconnected};
 
 const COMPONENT_ID: &str = "events_out";
 
@@ -309,7 +309,7 @@ fn visitor_ids(body: &Value) -> Vec<String> {
 
 /// A running sink with its input and the records it sent to its dead-letter output.
 struct Harness {
-    input: mpsc::Sender<Vec<Event>>,
+    input: BufferSender,
     sink: tokio::task::JoinHandle<()>,
     dead_letters: tokio::task::JoinHandle<Vec<Event>>,
 }
@@ -319,8 +319,8 @@ impl Harness {
         let config: OptimizelyEventsConfig = toml::from_str(config_toml).expect("valid sink configuration");
         let sink = OptimizelyEventsSink::new(COMPONENT_ID.to_owned(), config).expect("sink builds");
 
-        let (input, input_receiver) = mpsc::channel(4);
-        let (dropped_sender, mut dropped_receiver) = mpsc::channel(4);
+        let (input, input_receiver) = buffer(COMPONENT_ID, BufferConfig::default());
+        let (dropped_sender, mut dropped_receiver) = buffer("dead_letters", BufferConfig::default());
         let dropped = Output::new(
             format!("{COMPONENT_ID}.dropped"),
             vec![dropped_sender],
@@ -338,7 +338,7 @@ impl Harness {
     }
 
     async fn send(&self, events: Vec<Event>) {
-        self.input.send(events).await.expect("sink is running");
+        assert!(self.input.send(events).await.is_ok(), "sink is running");
     }
 
     /// Closes the input, waits for the sink to return and returns the dead-letter records as JSON.

@@ -56,8 +56,9 @@ pub struct OutputSpec {
     pub required: bool,
 }
 
-/// Checks the graph, returning every problem found.
-pub fn check_graph(nodes: &[Node]) -> Vec<ConfigError> {
+/// Checks the graph, returning every problem found. Inputs that name a component in `unknown` (one
+/// that failed to load, and whose outputs are therefore not known) are taken as valid.
+pub fn check_graph(nodes: &[Node], unknown: &BTreeSet<String>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut outputs: BTreeMap<String, (DataKind, bool, &str)> = BTreeMap::new();
     for node in nodes {
@@ -70,6 +71,10 @@ pub fn check_graph(nodes: &[Node]) -> Vec<ConfigError> {
     let mut consumed: BTreeSet<&str> = BTreeSet::new();
     for node in nodes {
         for input in &node.inputs {
+            let component = input.split('.').next().unwrap_or(input);
+            if unknown.contains(component) {
+                continue;
+            }
             match outputs.get(input) {
                 None => {
                     let hint = did_you_mean(input, outputs.keys().map(String::as_str));
@@ -100,7 +105,11 @@ pub fn check_graph(nodes: &[Node]) -> Vec<ConfigError> {
         if *required && !consumed.contains(id.as_str()) {
             errors.push(ConfigError::component(
                 *label,
-                format!("output `{id}` ({}) is not consumed; add `{id}` to the `inputs` of a sink", kind.describe()),
+                format!(
+                    "output `{id}` ({}) is not consumed; add `{id}` to the `inputs` of a {}",
+                    kind.describe(),
+                    if *kind == DataKind::Messages { "transform or sink" } else { "sink" }
+                ),
             ));
         }
     }
@@ -209,14 +218,14 @@ mod tests {
             sink("api", &["opt"], &[DataKind::Conversions]),
             sink("dlq", &["opt.dropped", "api.dropped"], &[DataKind::DeadLetters, DataKind::Conversions]),
         ];
-        assert_eq!(check_graph(&nodes), vec![]);
+        assert_eq!(check_graph(&nodes, &BTreeSet::new()), vec![]);
     }
 
     #[test]
     fn misspelled_input_gets_hint() {
         let nodes =
             vec![source("in"), transform("opt", &["in"]), sink("api", &["opt.droped"], &[DataKind::DeadLetters])];
-        let errors = check_graph(&nodes);
+        let errors = check_graph(&nodes, &BTreeSet::new());
         assert!(errors.iter().any(|error| error.to_string()
             == "sinks.api: input `opt.droped` does not name a component or output; did you mean `opt.dropped`?"));
     }
@@ -228,7 +237,7 @@ mod tests {
             transform("opt", &["in"]),
             sink("api", &["opt", "opt.dropped"], &[DataKind::Conversions]),
         ];
-        let errors = check_graph(&nodes);
+        let errors = check_graph(&nodes, &BTreeSet::new());
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].message.contains("`opt.dropped` carries dead-letter records"), "{}", errors[0]);
     }
@@ -237,7 +246,7 @@ mod tests {
     fn unconsumed_default_output_rejected() {
         let nodes =
             vec![source("in"), transform("opt", &["in"]), sink("dlq", &["opt.dropped"], &[DataKind::DeadLetters])];
-        let errors = check_graph(&nodes);
+        let errors = check_graph(&nodes, &BTreeSet::new());
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].message.starts_with("output `opt` (Event API conversions) is not consumed"), "{}", errors[0]);
     }
@@ -249,7 +258,7 @@ mod tests {
             sink("a", &["in", "b.dropped"], &[DataKind::Messages, DataKind::DeadLetters]),
             sink("b", &["a.dropped"], &[DataKind::DeadLetters]),
         ];
-        let errors = check_graph(&nodes);
+        let errors = check_graph(&nodes, &BTreeSet::new());
         assert!(
             errors.iter().any(|error| error.message.starts_with("the components form a cycle: a -> b -> a")),
             "{errors:?}"

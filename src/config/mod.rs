@@ -9,7 +9,7 @@ mod error;
 pub mod graph;
 mod interpolate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -19,6 +19,7 @@ pub use graph::{DataKind, Node, OutputSpec};
 
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
+use crate::topology::BufferConfig;
 use crate::transforms::TransformConfig;
 
 /// Options outside any component.
@@ -50,6 +51,8 @@ impl Default for GlobalOptions {
 pub struct WithInputs<T> {
     /// Component ids or named outputs (`opt.dropped`) this component reads from.
     pub inputs: Vec<String>,
+    /// The input buffer; set with a `[sinks.ID.buffer]` table, the default for transforms.
+    pub buffer: BufferConfig,
     /// The type-specific settings.
     pub config: T,
 }
@@ -101,26 +104,35 @@ impl Config {
         let sinks = take_section(&mut root, "sinks", &mut errors);
 
         let global = load_global(root, &mut errors);
+        let mut failed = Failed::default();
         let mut config = Config {
             global,
-            sources: load_components(sources, "sources", false, SourceConfig::parse, &mut errors)
+            sources: load_components(sources, "sources", Shared::None, SourceConfig::parse, &mut failed, &mut errors)
                 .into_iter()
-                .map(|(id, (_, config))| (id, config))
+                .map(|(id, component)| (id, component.config))
                 .collect(),
-            transforms: load_components(transforms, "transforms", true, TransformConfig::parse, &mut errors)
-                .into_iter()
-                .map(|(id, (inputs, config))| (id, WithInputs { inputs, config }))
-                .collect(),
-            sinks: load_components(sinks, "sinks", true, SinkConfig::parse, &mut errors)
-                .into_iter()
-                .map(|(id, (inputs, config))| (id, WithInputs { inputs, config }))
-                .collect(),
+            transforms: load_components(
+                transforms,
+                "transforms",
+                Shared::Inputs,
+                TransformConfig::parse,
+                &mut failed,
+                &mut errors,
+            ),
+            sinks: load_components(
+                sinks,
+                "sinks",
+                Shared::InputsAndBuffer,
+                SinkConfig::parse,
+                &mut failed,
+                &mut errors,
+            ),
         };
 
+        // The checks run even when some components failed to load, so that every problem is reported
+        // at once; they treat a failed component as present and compatible with any input.
         config.resolve_paths(base);
-        if errors.is_empty() {
-            errors.extend(config.check());
-        }
+        errors.extend(config.check(&failed));
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -144,7 +156,7 @@ impl Config {
     }
 
     /// Runs the checks that need more than one option: each component's own and the graph's.
-    fn check(&self) -> Vec<ConfigError> {
+    fn check(&self, failed: &Failed) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if !(self.global.shutdown_timeout_secs.is_finite() && self.global.shutdown_timeout_secs >= 0.0) {
             errors.push(ConfigError::global(format!(
@@ -152,10 +164,10 @@ impl Config {
                 self.global.shutdown_timeout_secs
             )));
         }
-        if self.sources.is_empty() {
+        if self.sources.is_empty() && failed.sources == 0 {
             errors.push(ConfigError::global("no source is configured; add a `[sources.ID]` table"));
         }
-        if self.sinks.is_empty() {
+        if self.sinks.is_empty() && failed.sinks == 0 {
             errors.push(ConfigError::global("no sink is configured; add a `[sinks.ID]` table"));
         }
 
@@ -176,7 +188,9 @@ impl Config {
         }
 
         errors.extend(self.check_ids());
-        errors.extend(graph::check_graph(&self.graph_nodes()));
+        let mut nodes = self.graph_nodes();
+        nodes.extend(failed.nodes());
+        errors.extend(graph::check_graph(&nodes, &failed.ids()));
         errors
     }
 
@@ -300,21 +314,67 @@ fn take_section(root: &mut toml::Table, name: &str, errors: &mut Vec<ConfigError
 /// A parser from a component's `type` and remaining table to its typed settings.
 type ParseComponent<T> = fn(&str, toml::Table) -> Result<T, Vec<String>>;
 
+/// Components that failed to load, kept so that the graph checks can still run.
+#[derive(Default)]
+struct Failed {
+    /// Failed transforms and sinks: label, id and inputs.
+    consumers: Vec<(String, String, Vec<String>)>,
+    /// Failed component ids of every section.
+    all: Vec<String>,
+    sources: usize,
+    sinks: usize,
+}
+
+impl Failed {
+    fn ids(&self) -> BTreeSet<String> {
+        self.all.iter().cloned().collect()
+    }
+
+    /// Returns graph nodes that consume their inputs and accept any data.
+    fn nodes(&self) -> Vec<Node> {
+        let every_kind = vec![DataKind::Messages, DataKind::Conversions, DataKind::Deletions, DataKind::DeadLetters];
+        self.consumers
+            .iter()
+            .map(|(label, id, inputs)| Node {
+                label: label.clone(),
+                id: id.clone(),
+                inputs: inputs.clone(),
+                outputs: Vec::new(),
+                accepts: every_kind.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The options a section's components share, read before the type-specific ones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    /// Sources: none.
+    None,
+    /// Transforms: `inputs`.
+    Inputs,
+    /// Sinks: `inputs` and `buffer`.
+    InputsAndBuffer,
+}
+
 fn load_components<T>(
     section: toml::Table,
     name: &str,
-    has_inputs: bool,
+    shared: Shared,
     parse: ParseComponent<T>,
+    failed: &mut Failed,
     errors: &mut Vec<ConfigError>,
-) -> BTreeMap<String, (Vec<String>, T)> {
+) -> BTreeMap<String, WithInputs<T>> {
     let mut components = BTreeMap::new();
     for (id, value) in section {
         let label = format!("{name}.{id}");
         let toml::Value::Table(mut table) = value else {
             errors.push(ConfigError::component(&label, format!("must be a table, not a {}", value.type_str())));
+            failed.record(name, id, Vec::new());
             continue;
         };
 
+        let inputs = if shared == Shared::None { Vec::new() } else { take_inputs(&mut table, &label, errors) };
         let component_type = match table.remove("type") {
             Some(toml::Value::String(component_type)) => component_type,
             Some(other) => {
@@ -322,25 +382,76 @@ fn load_components<T>(
                     &label,
                     format!("`type` must be a string, not a {}", other.type_str()),
                 ));
+                failed.record(name, id, inputs);
                 continue;
             }
             None => {
                 errors.push(ConfigError::component(&label, "missing required option `type`"));
+                failed.record(name, id, inputs);
                 continue;
             }
         };
 
-        let inputs = if has_inputs { take_inputs(&mut table, &label, errors) } else { Vec::new() };
+        let buffer = if shared == Shared::InputsAndBuffer {
+            take_buffer(&mut table, &label, errors)
+        } else {
+            BufferConfig::default()
+        };
         match parse(&component_type, table) {
             Ok(config) => {
-                components.insert(id, (inputs, config));
+                components.insert(id, WithInputs { inputs, buffer, config });
             }
             Err(messages) => {
                 errors.extend(messages.into_iter().map(|message| ConfigError::component(&label, message)));
+                failed.record(name, id, inputs);
             }
         }
     }
     components
+}
+
+impl Failed {
+    fn record(&mut self, section: &str, id: String, inputs: Vec<String>) {
+        match section {
+            "sources" => self.sources += 1,
+            "sinks" => self.sinks += 1,
+            _ => {}
+        }
+        self.all.push(id.clone());
+        if section != "sources" {
+            self.consumers.push((format!("{section}.{id}"), id, inputs));
+        }
+    }
+}
+
+fn take_buffer(table: &mut toml::Table, label: &str, errors: &mut Vec<ConfigError>) -> BufferConfig {
+    let buffer = match table.remove("buffer") {
+        None => return BufferConfig::default(),
+        Some(toml::Value::Table(buffer)) => buffer,
+        Some(other) => {
+            errors.push(ConfigError::component(label, format!("`buffer` must be a table, not a {}", other.type_str())));
+            return BufferConfig::default();
+        }
+    };
+    match deserialize::deserialize_table::<BufferConfig>(buffer) {
+        Ok(config) => {
+            for message in config.validate() {
+                errors.push(ConfigError::component(label, message));
+            }
+            config
+        }
+        Err(messages) => {
+            for message in messages {
+                // The table was deserialized on its own, so its keys need the `buffer.` prefix.
+                let message = message
+                    .replacen("option `", "option `buffer.", 1)
+                    .replacen("for `", "for `buffer.", 1)
+                    .replacen("did you mean `", "did you mean `buffer.", 1);
+                errors.push(ConfigError::component(label, message));
+            }
+            BufferConfig::default()
+        }
+    }
 }
 
 fn take_inputs(table: &mut toml::Table, label: &str, errors: &mut Vec<ConfigError>) -> Vec<String> {
@@ -411,3 +522,6 @@ pub fn unconsumed_output_warnings(config: &Config) -> Vec<String> {
     }
     warnings
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,13 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
-use super::output::{Input, Output, Unconnected};
-use super::INPUT_BUFFER_CHUNKS;
+use super::buffer::{buffer, BufferConfig, BufferSender, Input};
+use super::output::{Output, Unconnected};
 use crate::ack::EventStatus;
 use crate::config::{graph::output_id, Config};
-use crate::event::Event;
 use crate::sinks::optimizely_events::OptimizelyEventsSink;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
@@ -190,10 +187,10 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
     })
 }
 
-/// The channels of a topology: one input channel per consumer, and for each output id the senders of
-/// its consumers.
+/// The buffers of a topology: one input buffer per consumer, and for each output id the consumers
+/// that read it.
 struct Wiring {
-    senders: BTreeMap<String, mpsc::Sender<Vec<Event>>>,
+    senders: BTreeMap<String, BufferSender>,
     receivers: BTreeMap<String, Input>,
     consumers: BTreeMap<String, Vec<String>>,
 }
@@ -204,10 +201,10 @@ impl Wiring {
         let consumers = config
             .transforms
             .iter()
-            .map(|(id, transform)| (id, &transform.inputs))
-            .chain(config.sinks.iter().map(|(id, sink)| (id, &sink.inputs)));
-        for (id, inputs) in consumers {
-            let (sender, receiver) = mpsc::channel(INPUT_BUFFER_CHUNKS);
+            .map(|(id, transform)| (id, &transform.inputs, BufferConfig::default()))
+            .chain(config.sinks.iter().map(|(id, sink)| (id, &sink.inputs, sink.buffer)));
+        for (id, inputs, buffer_config) in consumers {
+            let (sender, receiver) = buffer(id, buffer_config);
             wiring.senders.insert(id.clone(), sender);
             wiring.receivers.insert(id.clone(), receiver);
             for input in inputs {
@@ -232,6 +229,6 @@ impl Wiring {
     /// Takes the receiver of a consumer. The wiring's own senders are dropped with it at the end of
     /// [`build`], so each channel closes once every upstream output is gone.
     fn input(&mut self, component: &str) -> Input {
-        self.receivers.remove(component).unwrap_or_else(|| mpsc::channel(1).1)
+        self.receivers.remove(component).unwrap_or_else(|| buffer(component, BufferConfig::default()).1)
     }
 }

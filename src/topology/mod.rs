@@ -11,16 +11,14 @@
 //! finish. Tasks still running then are aborted; the events they held report `Undelivered` through
 //! their finalizers, so the summary counts them instead of losing them unseen.
 
+pub mod buffer;
 mod build;
 pub mod output;
 mod run;
 pub mod stats;
 
+pub use buffer::{buffer, BufferConfig, BufferSender, Input, WhenFull};
 pub use build::{build, BuildError, Topology};
-pub use output::{Input, Output, OutputClosed, Unconnected};
+pub use output::{Output, OutputClosed, Unconnected};
 pub use run::RunReport;
 pub use stats::{RunStats, Summary};
-
-/// The capacity of each component's input channel, in chunks of up to 256 events. Bounded so that a
-/// slow sink slows its sources down instead of growing memory.
-pub const INPUT_BUFFER_CHUNKS: usize = 16;

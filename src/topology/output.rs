@@ -2,16 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
+use super::buffer::BufferSender;
 use crate::ack::EventStatus;
-use crate::event::{Event, Payload};
+use crate::event::Event;
 
-/// The receiving side of a component's input channel. Events travel in chunks to keep channel
-/// operations off the per-event path.
-pub type Input = mpsc::Receiver<Vec<Event>>;
-
-/// What an output does with events when no component consumes it.
+/// The handling of events on an output that no component consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unconnected {
     /// Finalize each event with the given status and log a rate-limited warning. Used for `dropped`
@@ -31,12 +26,12 @@ pub struct OutputClosed {
 
 /// One named output of a component, fanning events out to every consumer.
 ///
-/// Each consumer gets its own bounded channel. When more than one consumer exists, events are cloned
+/// Each consumer has its own bounded buffer. When more than one consumer exists, events are cloned
 /// and every clone carries its own acknowledgement reference, so the source learns the most severe
 /// outcome over all consumers.
 pub struct Output {
     id: String,
-    senders: Vec<mpsc::Sender<Vec<Event>>>,
+    senders: Vec<BufferSender>,
     unconnected: Unconnected,
     last_warning: Option<Instant>,
     suppressed_warnings: u64,
@@ -44,7 +39,7 @@ pub struct Output {
 
 impl Output {
     /// Creates an output with the full id `id` (`opt` or `opt.dropped`) that sends to `senders`.
-    pub fn new(id: impl Into<String>, senders: Vec<mpsc::Sender<Vec<Event>>>, unconnected: Unconnected) -> Output {
+    pub fn new(id: impl Into<String>, senders: Vec<BufferSender>, unconnected: Unconnected) -> Output {
         Output { id: id.into(), senders, unconnected, last_warning: None, suppressed_warnings: 0 }
     }
 
@@ -58,7 +53,8 @@ impl Output {
         !self.senders.is_empty()
     }
 
-    /// Sends a chunk of events to every consumer, waiting while a consumer's buffer is full.
+    /// Sends a chunk of events to every consumer. A full buffer makes this wait or drops events, as the
+    /// consumer's `buffer.when_full` sets.
     pub async fn send(&mut self, events: Vec<Event>) -> Result<(), OutputClosed> {
         if events.is_empty() {
             return Ok(());
@@ -89,17 +85,16 @@ impl Output {
     fn finalize_unconnected(&mut self, events: Vec<Event>) {
         let Unconnected::Finalize(status) = self.unconnected;
         let count = events.len();
-        let mut example = None;
         for event in events {
-            if example.is_none() {
-                if let Payload::DeadLetter(record) = &event.payload {
-                    example = Some(format!("{}: {}", record.reason, record.message));
-                }
-            }
             event.finalize(status);
         }
 
-        // One warning per minute at most, carrying the number of events since the last one.
+        // Dead-letter records that are not written anywhere get a warning, at most one a minute with
+        // the count since the last one. The startup warning about the unconnected output covers the
+        // other statuses.
+        if status != EventStatus::DeadLettered {
+            return;
+        }
         self.suppressed_warnings += count as u64;
         let now = Instant::now();
         let due = self.last_warning.is_none_or(|last| now.duration_since(last) >= Duration::from_secs(60));
@@ -107,9 +102,7 @@ impl Output {
             tracing::warn!(
                 output = %self.id,
                 events = self.suppressed_warnings,
-                status = status.as_str(),
-                example = example.as_deref().unwrap_or(""),
-                "output is not connected to any sink; events were finalized without being written"
+                "dead-letter records were counted but not written, because no sink consumes this output"
             );
             self.last_warning = Some(now);
             self.suppressed_warnings = 0;

@@ -83,11 +83,11 @@ impl Topology {
         let timed_out = drain(downstream, shutdown_timeout).await;
         refresh_shutdown.cancel();
         for task in refresh_tasks {
-            // A refresh in flight holds no events, so aborting it loses nothing.
+            // A refresh in flight carries no events, so aborting it loses nothing.
             task.abort();
             let _ = task.await;
         }
-        let summary = stats.summary();
+        let summary = settle(&stats).await;
         if timed_out {
             tracing::error!(
                 undelivered = summary.undelivered,
@@ -96,6 +96,23 @@ impl Topology {
         }
         RunReport { summary, source_errors, timed_out }
     }
+}
+
+/// Waits briefly for the outcomes of aborted tasks, then returns the summary with every event that
+/// still has no final outcome counted as undelivered.
+///
+/// An aborted task drops its events, and so reports them, only when the runtime next polls it, which
+/// can be after the abort returned.
+async fn settle(stats: &RunStats) -> Summary {
+    for _ in 0..100 {
+        if stats.summary().pending() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut summary = stats.summary();
+    summary.undelivered += summary.pending();
+    summary
 }
 
 /// Waits for the downstream tasks up to `timeout`, then aborts what is left. Returns whether any task

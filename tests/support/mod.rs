@@ -51,6 +51,7 @@ impl Reply {
 struct State {
     requests: Vec<RecordedRequest>,
     script: VecDeque<Reply>,
+    fallback: Option<Reply>,
 }
 
 /// An HTTP server on 127.0.0.1 that records every request and responds from a script, then with 204.
@@ -81,6 +82,11 @@ impl RecordingServer {
         self.state.lock().unwrap().script.extend(replies);
     }
 
+    /// Sets the reply once the script is used up; 204 when never set.
+    pub fn reply_always(&self, reply: Reply) {
+        self.state.lock().unwrap().fallback = Some(reply);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }
@@ -99,7 +105,7 @@ async fn handle(state: Arc<Mutex<State>>, method: Method, uri: Uri, headers: Hea
             headers,
             body: body.to_vec(),
         });
-        state.script.pop_front()
+        state.script.pop_front().or_else(|| state.fallback.clone())
     };
     match reply {
         None => StatusCode::NO_CONTENT.into_response(),

@@ -12,5 +12,6 @@ pub mod event;
 mod log_limit;
 pub mod sinks;
 pub mod sources;
+mod state_files;
 pub mod topology;
 pub mod transforms;

@@ -38,6 +38,10 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
+
+        /// Read the files of `file` sources to their end once and stop, instead of following them.
+        #[arg(long)]
+        once: bool,
     },
     /// Checks a configuration without sending anything, and reports every problem found.
     Validate {
@@ -67,7 +71,7 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Run { config } => runtime.block_on(run(config, cli.log_format)),
+        Command::Run { config, once } => runtime.block_on(run(config, once, cli.log_format)),
         Command::Validate { config } => validate(config),
     };
     // A read of standard input blocks a runtime thread until a line arrives, and a normal runtime
@@ -116,7 +120,7 @@ fn validate(path: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(path: PathBuf, log_format: LogFormat) -> ExitCode {
+async fn run(path: PathBuf, once: bool, log_format: LogFormat) -> ExitCode {
     let config = match load(&path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -131,6 +135,7 @@ async fn run(path: PathBuf, log_format: LogFormat) -> ExitCode {
         }
     };
 
+    let topology = if once { topology.read_once() } else { topology };
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     let report = topology.run(shutdown).await;

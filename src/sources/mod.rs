@@ -86,6 +86,15 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
     /// Counts of received events and their outcomes.
     pub stats: Arc<RunStats>,
+    /// The directory for state that survives restarts, when configured.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Whether file sources read their files once instead of following them (`run --once`).
+    pub once: bool,
+    /// Tasks that must outlive the source, such as the final checkpoint write. The topology waits for
+    /// them after the pipeline has drained.
+    pub background: tokio_util::task::TaskTracker,
+    /// Cancelled once every event has reached its final outcome or the shutdown timeout has passed.
+    pub drained: CancellationToken,
 }
 
 /// The error of a source that stopped before the end of its input.
@@ -102,6 +111,12 @@ pub enum SourceError {
     /// Every consumer of the source's output stopped.
     #[error(transparent)]
     OutputClosed(#[from] OutputClosed),
+    /// The checkpoint file cannot be used.
+    #[error("{message}")]
+    Checkpoint {
+        /// What is wrong with the checkpoint file and what to do.
+        message: String,
+    },
 }
 
 /// Collects events into chunks and sends them, attaching a finalizer to each.
@@ -120,8 +135,13 @@ impl Emitter {
 
     /// Adds an event; its cookie is a sequence number.
     pub(crate) fn push(&mut self, payload: Payload) {
-        let finalizer = EventFinalizer::new(self.receiver.clone(), self.next_cookie);
+        let cookie = self.next_cookie;
         self.next_cookie += 1;
+        self.push_event(payload, cookie);
+    }
+
+    fn push_event(&mut self, payload: Payload, cookie: u64) {
+        let finalizer = EventFinalizer::new(self.receiver.clone(), cookie);
         self.chunk.push(Event::with_finalizer(payload, finalizer));
     }
 

@@ -29,7 +29,7 @@ impl StdinSourceConfig {
 
     /// Reads standard input to its end, or until shutdown.
     pub async fn run(&self, context: SourceContext) -> Result<(), SourceError> {
-        let SourceContext { output, shutdown, stats, id } = context;
+        let SourceContext { output, shutdown, stats, id, .. } = context;
         let mut emitter = Emitter::new(output, stats.clone(), stats);
         let reader = tokio::io::BufReader::with_capacity(256 * 1024, tokio::io::stdin());
 

@@ -52,12 +52,20 @@ pub struct Topology {
     pub(super) sinks: Vec<(String, BuiltSink, Input, Output)>,
     pub(super) shutdown_timeout: Duration,
     pub(super) warnings: Vec<String>,
+    pub(super) data_dir: Option<std::path::PathBuf>,
+    pub(super) once: bool,
 }
 
 impl Topology {
     /// Returns the datafile status of each transform whose datafile is refreshed, by component id.
     pub fn datafile_statuses(&self) -> Vec<(String, Arc<std::sync::Mutex<DatafileStatus>>)> {
         self.refreshers.iter().map(|refresher| (refresher.component_id().to_owned(), refresher.status())).collect()
+    }
+
+    /// Makes every `file` source read its files to their end once and stop, instead of following them.
+    pub fn read_once(mut self) -> Topology {
+        self.once = true;
+        self
     }
 
     /// Returns warnings about the configuration that do not stop it from running, such as outputs that
@@ -184,6 +192,8 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
         sinks,
         shutdown_timeout: Duration::from_secs_f64(config.global.shutdown_timeout_secs),
         warnings: crate::config::unconsumed_output_warnings(config),
+        data_dir: config.global.data_dir.clone(),
+        once: false,
     })
 }
 

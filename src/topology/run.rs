@@ -10,6 +10,9 @@ use super::stats::{RunStats, Summary};
 use crate::sources::{SourceConfig, SourceContext};
 use crate::transforms::optimizely::TransformOutputs;
 
+/// How long the final background tasks of sources, such as checkpoint writes, may take.
+const BACKGROUND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The result of a run.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -37,7 +40,7 @@ impl Topology {
 
     /// Runs like [`Topology::run`], counting into `stats`, which callers may read while it runs.
     pub async fn run_with_stats(self, shutdown: CancellationToken, stats: Arc<RunStats>) -> RunReport {
-        let Topology { sources, transforms, refreshers, sinks, shutdown_timeout, warnings } = self;
+        let Topology { sources, transforms, refreshers, sinks, shutdown_timeout, warnings, data_dir, once } = self;
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
@@ -61,9 +64,20 @@ impl Topology {
         let refresh_tasks: Vec<JoinHandle<()>> =
             refreshers.into_iter().map(|refresher| tokio::spawn(refresher.run(refresh_shutdown.clone()))).collect();
 
+        let background = tokio_util::task::TaskTracker::new();
+        let drained = CancellationToken::new();
         let mut source_tasks = Vec::new();
         for (id, source, output) in sources {
-            let context = SourceContext { id: id.clone(), output, shutdown: shutdown.clone(), stats: stats.clone() };
+            let context = SourceContext {
+                id: id.clone(),
+                output,
+                shutdown: shutdown.clone(),
+                stats: stats.clone(),
+                data_dir: data_dir.clone(),
+                once,
+                background: background.clone(),
+                drained: drained.clone(),
+            };
             source_tasks.push((id, tokio::spawn(run_source(source, context))));
         }
 
@@ -88,6 +102,13 @@ impl Topology {
             let _ = task.await;
         }
         let summary = settle(&stats).await;
+
+        // Sources' background tasks, such as the final checkpoint write, run after every outcome is in.
+        drained.cancel();
+        background.close();
+        if tokio::time::timeout(BACKGROUND_TIMEOUT, background.wait()).await.is_err() {
+            tracing::error!("background tasks of sources did not finish in time; a checkpoint may be older than the delivered events");
+        }
         if timed_out {
             tracing::error!(
                 undelivered = summary.undelivered,

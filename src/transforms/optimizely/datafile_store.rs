@@ -6,7 +6,6 @@
 //! the old or the new file. The copy is used only when its metadata matches the configured source and
 //! its revision; anything else is ignored, never fatal.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::datafile::Datafile;
 use super::datafile_source::LoadedDatafile;
+use crate::state_files::{component_file_name, write_atomically};
 
 /// Metadata saved beside the datafile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ impl DatafileStore {
     /// Creates the store of the transform `component_id` under `data_dir`.
     pub fn new(data_dir: &Path, component_id: &str) -> DatafileStore {
         let directory = data_dir.join("datafiles");
-        let name = file_name(component_id);
+        let name = component_file_name(component_id);
         DatafileStore {
             datafile_path: directory.join(format!("{name}.json")),
             metadata_path: directory.join(format!("{name}.meta.json")),
@@ -118,33 +118,8 @@ impl DatafileStore {
     }
 }
 
-/// Maps a component id to a file name: characters other than ASCII letters, digits, `-` and `_` become
-/// `_`, so an id can never name a path outside the directory.
-fn file_name(component_id: &str) -> String {
-    component_id
-        .chars()
-        .map(|character| if character.is_ascii_alphanumeric() || character == '-' { character } else { '_' })
-        .collect()
-}
-
 fn unix_millis(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH).map(|duration| duration.as_millis() as u64).unwrap_or(0)
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path`, and syncs the
-/// directory, so that after a crash `path` contains either its old or its new content.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let directory = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(directory)?;
-
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-
-    std::fs::rename(&temporary, path)?;
-    std::fs::File::open(directory)?.sync_all()
 }
 
 #[cfg(test)]

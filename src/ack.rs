@@ -56,18 +56,28 @@ impl EventStatus {
 pub trait AckReceiver: Send + Sync {
     /// Records the final status of the event identified by `cookie`.
     fn acknowledge(&self, cookie: u64, status: EventStatus);
+
+    /// Records the final status with the reason a component gave for it, such as the dead-letter
+    /// reason `unknown_event_key`. The default ignores the reason.
+    fn acknowledge_with_reason(&self, cookie: u64, status: EventStatus, reason: Option<&str>) {
+        let _ = reason;
+        self.acknowledge(cookie, status);
+    }
 }
 
 struct Shared {
     status: AtomicU8,
     cookie: u64,
     receiver: Arc<dyn AckReceiver>,
+    /// The first reason given for a status other than delivered.
+    reason: std::sync::OnceLock<Box<str>>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         let status = EventStatus::from_u8(self.status.load(Ordering::Acquire));
-        self.receiver.acknowledge(self.cookie, status);
+        let reason = self.reason.get().map(|reason| &**reason);
+        self.receiver.acknowledge_with_reason(self.cookie, status, reason);
     }
 }
 
@@ -84,7 +94,8 @@ impl EventFinalizer {
     /// Creates the first reference of a new event's acknowledgement.
     pub fn new(receiver: Arc<dyn AckReceiver>, cookie: u64) -> EventFinalizer {
         // The status starts at 0, below every real status, so the first update always wins.
-        EventFinalizer { shared: Some(Arc::new(Shared { status: AtomicU8::new(0), cookie, receiver })) }
+        let reason = std::sync::OnceLock::new();
+        EventFinalizer { shared: Some(Arc::new(Shared { status: AtomicU8::new(0), cookie, receiver, reason })) }
     }
 
     /// Creates a finalizer that reports to nobody.
@@ -99,6 +110,15 @@ impl EventFinalizer {
     pub fn update(&self, status: EventStatus) {
         if let Some(shared) = &self.shared {
             shared.status.fetch_max(status as u8, Ordering::AcqRel);
+        }
+    }
+
+    /// Raises the event's status like [`EventFinalizer::update`] and records `reason`, unless a reason
+    /// was recorded before.
+    pub fn update_with_reason(&self, status: EventStatus, reason: &str) {
+        if let Some(shared) = &self.shared {
+            shared.status.fetch_max(status as u8, Ordering::AcqRel);
+            let _ = shared.reason.set(reason.into());
         }
     }
 
@@ -175,6 +195,32 @@ mod tests {
         first.finalize(EventStatus::Delivered);
         drop(second);
         assert_eq!(*recorder.0.lock().unwrap(), vec![(3, EventStatus::Undelivered)]);
+    }
+
+    #[derive(Default)]
+    struct ReasonRecorder(std::sync::Mutex<Vec<(EventStatus, Option<String>)>>);
+
+    impl AckReceiver for ReasonRecorder {
+        fn acknowledge(&self, _cookie: u64, _status: EventStatus) {
+            unreachable!("acknowledge_with_reason is called");
+        }
+
+        fn acknowledge_with_reason(&self, _cookie: u64, status: EventStatus, reason: Option<&str>) {
+            self.0.lock().unwrap().push((status, reason.map(str::to_owned)));
+        }
+    }
+
+    #[test]
+    fn first_reason_reaches_receiver() {
+        let recorder = Arc::new(ReasonRecorder::default());
+        let finalizer = EventFinalizer::new(recorder.clone(), 1);
+        finalizer.update_with_reason(EventStatus::DeadLettered, "unknown_event_key");
+        finalizer.update_with_reason(EventStatus::DeadLettered, "later");
+        finalizer.finalize(EventStatus::Delivered);
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            vec![(EventStatus::DeadLettered, Some("unknown_event_key".to_owned()))]
+        );
     }
 
     #[test]

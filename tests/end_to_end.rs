@@ -279,12 +279,15 @@ inputs = ["opt"]
 
 #[tokio::test]
 async fn validate_accepts_bundled_examples() {
-    for example in ["quickstart.toml", "stdin-to-event-api.toml", "sdk-key-with-access-token.toml"] {
+    for example in ["quickstart.toml", "stdin-to-event-api.toml", "sdk-key-with-access-token.toml", "http-sidecar.toml"]
+    {
         let path = support::crate_root().join("config-examples").join(example);
         let envs = [
             ("OPTIMIZELY_ACCOUNT_ID", "10000001"),
             ("OPTIMIZELY_SDK_KEY", "ExampleSdkKey"),
             ("OPTIMIZELY_DATAFILE_TOKEN", "example-token"),
+            ("SEGMENT_WRITE_KEY", "example-write-key"),
+            ("SHIPPER_TOKEN", "example-shipper-token"),
         ];
         let output = run_binary(&["validate", "--config", path.to_str().unwrap()], b"", &envs).await;
         assert!(output.status.success(), "{example}: stderr:\n{}", output.stderr);

@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use super::error::did_you_mean;
 
 /// Option names whose values are secrets: errors about them never repeat the value.
-const SECRET_KEYS: &[&str] = &["access_token", "personal_access_token", "write_keys", "token", "password"];
+const SECRET_KEYS: &[&str] =
+    &["access_token", "personal_access_token", "write_keys", "token", "bearer_token", "password"];
 
 /// The maximum number of errors reported for one component.
 const MAX_ERRORS_PER_COMPONENT: usize = 32;
@@ -43,7 +44,8 @@ pub fn deserialize_table<T: DeserializeOwned>(table: toml::Table) -> Result<T, V
         if errors.len() >= MAX_ERRORS_PER_COMPONENT || !remove_path(&mut current, &path) {
             return Err(errors);
         }
-        removed.push(path);
+        // An array element's error removes the whole array, so the array is what went missing.
+        removed.push(path.split('[').next().unwrap_or(&path).to_owned());
     }
 }
 
@@ -59,6 +61,7 @@ fn describe(path: &str, message: &str) -> String {
     }
 
     let leaf = path.rsplit('.').next().unwrap_or(path);
+    let leaf = leaf.split('[').next().unwrap_or(leaf);
     if SECRET_KEYS.contains(&leaf) {
         return format!("invalid value for `{path}` (not shown because it is a secret); expected a string");
     }
@@ -164,6 +167,20 @@ mod tests {
     #[test]
     fn missing_required_option_named() {
         assert_eq!(errors_of("[batch]\nmax_events = 1"), vec!["missing required option `endpoint`"]);
+    }
+
+    #[test]
+    fn secret_list_element_not_repeated() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Keys {
+            write_keys: Vec<String>,
+        }
+        let table: toml::Table = toml::from_str("write_keys = ['wk-secret-1', 5]").unwrap();
+        let errors = deserialize_table::<Keys>(table).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(!errors[0].contains("wk-secret-1"), "{}", errors[0]);
+        assert!(errors[0].contains("not shown because it is a secret"), "{}", errors[0]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod file;
+pub mod http_server;
 pub mod lines;
 pub mod stdin;
 
@@ -16,6 +17,7 @@ use crate::event::{Event, Payload};
 use crate::topology::{Output, OutputClosed, RunStats};
 
 pub use file::FileSourceConfig;
+pub use http_server::HttpServerSourceConfig;
 pub use stdin::StdinSourceConfig;
 
 /// The default maximum line length: 1 MiB, far above any Segment message (Segment's own API rejects
@@ -32,17 +34,20 @@ pub enum SourceConfig {
     Stdin(StdinSourceConfig),
     /// `type = "file"`.
     File(FileSourceConfig),
+    /// `type = "http_server"`.
+    HttpServer(HttpServerSourceConfig),
 }
 
 impl SourceConfig {
     /// The known source types.
-    pub const TYPES: &'static [&'static str] = &["stdin", "file"];
+    pub const TYPES: &'static [&'static str] = &["stdin", "file", "http_server"];
 
     /// Parses a source's table (without `type`) by its type.
     pub fn parse(component_type: &str, table: toml::Table) -> Result<SourceConfig, Vec<String>> {
         match component_type {
             "stdin" => parse_typed(table, SourceConfig::Stdin),
             "file" => parse_typed(table, SourceConfig::File),
+            "http_server" => parse_typed(table, SourceConfig::HttpServer),
             other => Err(unknown_type(other, SourceConfig::TYPES)),
         }
     }
@@ -52,6 +57,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::File(_) => "file",
+            SourceConfig::HttpServer(_) => "http_server",
         }
     }
 
@@ -60,6 +66,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Stdin(config) => config.validate(),
             SourceConfig::File(config) => config.validate(),
+            SourceConfig::HttpServer(config) => config.validate(),
         }
     }
 

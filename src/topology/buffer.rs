@@ -145,6 +145,12 @@ impl BufferSender {
         self.sender.send((events, permit)).map_err(|error| BufferClosed(error.0 .0))
     }
 
+    /// Returns whether the buffer has room for `count` more events, or is empty enough to take a chunk
+    /// that large, as [`BufferSender::send`] would.
+    pub fn has_room(&self, count: usize) -> bool {
+        self.permits.available_permits() >= count.min(self.max_events)
+    }
+
     /// Returns how many events this buffer has dropped because it was full.
     pub fn dropped_events(&self) -> u64 {
         self.dropped.total.load(Ordering::Relaxed)
@@ -153,6 +159,7 @@ impl BufferSender {
     fn drop_events(&self, events: Vec<Event>) {
         let count = events.len() as u64;
         for event in events {
+            event.finalizer.update_with_reason(EventStatus::Undelivered, "buffer_full");
             event.finalize(EventStatus::Undelivered);
         }
         self.dropped.record(&self.consumer, count, self.max_events);

@@ -53,6 +53,12 @@ impl Output {
         !self.senders.is_empty()
     }
 
+    /// Returns whether every consumer's buffer has room for `count` more events right now, so that a
+    /// source answering clients can reject a request instead of waiting.
+    pub fn has_room(&self, count: usize) -> bool {
+        self.senders.iter().all(|sender| sender.has_room(count))
+    }
+
     /// Sends a chunk of events to every consumer. A full buffer makes this wait or drops events, as the
     /// consumer's `buffer.when_full` sets.
     pub async fn send(&mut self, events: Vec<Event>) -> Result<(), OutputClosed> {

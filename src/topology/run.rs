@@ -160,6 +160,7 @@ async fn run_source(source: SourceConfig, context: SourceContext) -> Result<(), 
     match source {
         SourceConfig::Stdin(config) => config.run(context).await,
         SourceConfig::File(config) => config.run(context).await,
+        SourceConfig::HttpServer(config) => config.run(context).await,
     }
 }
 

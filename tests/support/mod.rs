@@ -232,3 +232,39 @@ pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, LogBuffer) {
         .finish();
     (tracing::subscriber::set_default(subscriber), buffer)
 }
+
+/// Returns a directory with Segment's Python library (`segment-analytics-python` 2.4.0), installing it
+/// there with pip on first use.
+pub fn segment_python_library() -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let directory = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-segment-2.4.0");
+    if directory.join("segment/analytics/client.py").exists() {
+        return directory;
+    }
+    let status = std::process::Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+        .arg(&directory)
+        .arg("segment-analytics-python==2.4.0")
+        .status()
+        .expect("run python3 -m pip");
+    assert!(status.success(), "installing segment-analytics-python with pip failed; check that PyPI is reachable");
+    directory
+}
+
+/// Returns a free TCP port on 127.0.0.1. Another process could take it before it is used, which is
+/// unlikely within a test.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on `port`, at most 10 seconds.
+pub async fn wait_for_port(port: u16) {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after 10 seconds");
+}

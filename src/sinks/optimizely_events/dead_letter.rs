@@ -139,7 +139,7 @@ impl Failure {
 /// The status is raised here, before the record reaches the dead-letter output, so that the sink
 /// writing the record (which finalizes with `Delivered`) cannot hide the outcome from the source.
 pub(super) fn dead_letter(event: Event, component_id: &str, failure: &Failure) -> Event {
-    event.finalizer.update(EventStatus::DeadLettered);
+    event.finalizer.update_with_reason(EventStatus::DeadLettered, failure.reason.as_str());
     let record = DeadLetter {
         reason: failure.reason.as_str().to_owned(),
         message: failure.message.clone(),

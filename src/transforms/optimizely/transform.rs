@@ -192,7 +192,7 @@ impl OptimizelyTransform {
         if let Some(count) = limiter.check(&limit_key) {
             tracing::warn!(component_id = %self.id, reason = rejection.reason, count, example = %rejection.message, "dead-lettered messages");
         }
-        finalizer.update(EventStatus::DeadLettered);
+        finalizer.update_with_reason(EventStatus::DeadLettered, rejection.reason);
         let record = DeadLetter {
             reason: rejection.reason.to_owned(),
             message: rejection.message,

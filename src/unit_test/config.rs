@@ -86,7 +86,8 @@ pub fn load_tests(
     config: &Config,
     tests_pattern: Option<&str>,
 ) -> Result<Vec<TestCase>, Vec<ConfigError>> {
-    let mut loader = Loader { config, tests: Vec::new(), errors: Vec::new(), names: BTreeMap::new() };
+    let mut loader =
+        Loader { config, tests: Vec::new(), errors: Vec::new(), names: BTreeMap::new(), snapshots: BTreeMap::new() };
 
     match read_toml(config_path) {
         Ok(mut root) => {
@@ -143,6 +144,8 @@ struct Loader<'a> {
     errors: Vec<ConfigError>,
     /// Test names, with the file of the test that first used each.
     names: BTreeMap<String, PathBuf>,
+    /// Snapshot files, with the name of the test that first used each.
+    snapshots: BTreeMap<PathBuf, String>,
 }
 
 impl Loader<'_> {
@@ -221,7 +224,7 @@ impl Loader<'_> {
         };
         let expectation = match (raw.expected, raw.snapshot) {
             (Some(expected), None) => json_strings("expected", "event", expected).map(Expectation::Inline),
-            (None, Some(path)) => Ok(Expectation::Snapshot(resolve_path(base, &path))),
+            (None, Some(path)) => self.claim_snapshot(resolve_path(base, &path), &raw.name).map(Expectation::Snapshot),
             (None, None) => Err("missing expectation; set `expected` (a list of JSON events) or `snapshot`".to_owned()),
             (Some(_), Some(_)) => Err("`expected` and `snapshot` are both set; set only one of them".to_owned()),
         };
@@ -230,6 +233,19 @@ impl Loader<'_> {
         let expectation = expectation.map_err(|message| problems.push(message)).ok();
         let ((transform, output), input, expectation) = (output?, input?, expectation?);
         Some(TestCase { name: raw.name, declared_in: file.to_path_buf(), input, transform, output, expectation })
+    }
+
+    /// Records that the test `name` reads the snapshot `path`. Two tests cannot share one, because
+    /// `--update` would write both outputs into it and one of the tests would always fail.
+    fn claim_snapshot(&mut self, path: PathBuf, name: &str) -> Result<PathBuf, String> {
+        if let Some(first) = self.snapshots.get(&path) {
+            return Err(format!(
+                "snapshot `{}` is also used by test `{first}`; give each test its own snapshot file",
+                path.display()
+            ));
+        }
+        self.snapshots.insert(path.clone(), name.to_owned());
+        Ok(path)
     }
 
     fn check_name(&mut self, file: &Path, name: &str, problems: &mut Vec<String>) {
@@ -482,6 +498,22 @@ expected = ['{"identifier":"u-1"}']
                 format!("the name is also used by a test in `{}`; test names must be unique", first_file.display()),
                 "`name` is empty; give the test a name to print with PASS or FAIL".to_owned(),
             ]
+        );
+    }
+
+    #[test]
+    fn shared_snapshot_rejected() {
+        let test = |name: &str| {
+            format!("[[tests]]\nname = \"{name}\"\noutput = \"opt\"\ninput = ['{{}}']\nsnapshot = \"s.json\"\n")
+        };
+        let (directory, result) = load(&format!("{}{}", test("a"), test("b")));
+
+        assert_eq!(
+            result.unwrap_err(),
+            vec![format!(
+                "snapshot `{}` is also used by test `a`; give each test its own snapshot file",
+                directory.path().join("s.json").display()
+            )]
         );
     }
 

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration, environment interpolation and validation.
 //! - [`sources`], [`transforms`], [`sinks`]: one module per component type, one file per role.
 //! - [`topology`]: builds the component graph from a configuration, runs it and shuts it down.
+//! - [`unit_test`]: `optimizely-relay test`, which checks a transform's outputs against expectations.
 
 pub mod ack;
 pub mod config;
@@ -15,3 +16,4 @@ pub mod sources;
 mod state_files;
 pub mod topology;
 pub mod transforms;
+pub mod unit_test;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use optimizely_relay::config::Config;
 use optimizely_relay::topology;
+use optimizely_relay::unit_test;
 use tokio_util::sync::CancellationToken;
 
 /// Exit status for an invalid configuration.
@@ -14,6 +15,8 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_STARTUP: u8 = 3;
 /// Exit status for a run that left events undelivered or a source that failed.
 const EXIT_UNDELIVERED: u8 = 1;
+/// Exit status of `test` when a test failed.
+const EXIT_TEST_FAILED: u8 = 1;
 
 /// Delivers Segment track events to the Optimizely Event API as conversions.
 #[derive(Debug, Parser)]
@@ -43,11 +46,26 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Checks a configuration without sending anything, and reports every problem found.
+    /// Checks a configuration and its tests without sending anything, and reports every problem found.
     Validate {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Glob pattern of TOML files with more `[[tests]]` tables to check.
+        #[arg(long, value_name = "GLOB")]
+        tests: Option<String>,
+    },
+    /// Runs the `[[tests]]` of a configuration through the transform, offline, and compares the outputs.
+    Test {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Glob pattern of TOML files with more `[[tests]]` tables, such as `tests/*.toml`.
+        #[arg(long, value_name = "GLOB")]
+        tests: Option<String>,
+        /// Writes the actual output into each snapshot file that is missing, unusable or different.
+        #[arg(long)]
+        update: bool,
     },
 }
 
@@ -61,7 +79,10 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.log_level.as_deref());
+    // `test` reports dead-lettered messages in its results, so the transform's warnings about them
+    // would only repeat those results between the lines.
+    let default_level = if matches!(cli.command, Command::Test { .. }) { "error" } else { "info" };
+    init_logging(cli.log_format, cli.log_level.as_deref(), default_level);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -72,7 +93,8 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run { config, once } => runtime.block_on(run(config, once, cli.log_format)),
-        Command::Validate { config } => validate(config),
+        Command::Validate { config, tests } => validate(config, tests.as_deref()),
+        Command::Test { config, tests, update } => runtime.block_on(test(config, tests.as_deref(), update)),
     };
     // A read of standard input blocks a runtime thread until a line arrives, and a normal runtime
     // shutdown would wait for it. Everything that matters has finished here, so do not wait.
@@ -80,11 +102,11 @@ fn main() -> ExitCode {
     code
 }
 
-fn init_logging(format: LogFormat, level: Option<&str>) {
+fn init_logging(format: LogFormat, level: Option<&str>, default_level: &str) {
     let filter = match level {
         Some(level) => tracing_subscriber::EnvFilter::new(level),
         None => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -103,21 +125,59 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn validate(path: PathBuf) -> ExitCode {
+fn validate(path: PathBuf, tests_pattern: Option<&str>) -> ExitCode {
     let config = match load(&path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let problems = config.check_local_files();
+    let mut problems = config.check_local_files();
+    let mut warnings = optimizely_relay::config::unconsumed_output_warnings(&config);
+    match unit_test::load_tests(&path, &config, tests_pattern) {
+        Ok(tests) => {
+            let check = unit_test::check_tests(&config, &tests);
+            problems.extend(check.errors);
+            warnings.extend(check.warnings);
+        }
+        Err(errors) => problems.extend(errors),
+    }
     if !problems.is_empty() {
         eprint!("error: {}", optimizely_relay::config::ConfigErrors(problems));
         return ExitCode::from(EXIT_CONFIG);
     }
-    for warning in optimizely_relay::config::unconsumed_output_warnings(&config) {
+    for warning in warnings {
         eprintln!("warning: {warning}");
     }
     println!("configuration `{}` is valid", path.display());
     ExitCode::SUCCESS
+}
+
+/// Runs the tests and prints their results on standard output. Returns exit status 1 when a test
+/// fails, and 2 when the configuration or a test definition is invalid or there is no test.
+async fn test(path: PathBuf, tests_pattern: Option<&str>, update: bool) -> ExitCode {
+    let config = match load(&path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let tests = match unit_test::load_tests(&path, &config, tests_pattern) {
+        Ok(tests) => tests,
+        Err(errors) => {
+            eprint!("error: {}", optimizely_relay::config::ConfigErrors(errors));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if tests.is_empty() {
+        eprintln!("error: no tests found in `{}`; add `[[tests]]` tables or give --tests", path.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+
+    match unit_test::run_tests(&config, &tests, update, &mut std::io::stdout().lock()).await {
+        Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(EXIT_TEST_FAILED),
+        Err(error) => {
+            eprintln!("error: cannot write the test results to standard output: {error}");
+            ExitCode::from(EXIT_TEST_FAILED)
+        }
+    }
 }
 
 async fn run(path: PathBuf, once: bool, log_format: LogFormat) -> ExitCode {

@@ -70,8 +70,11 @@ pub struct Config {
     pub sinks: BTreeMap<String, WithInputs<SinkConfig>>,
 }
 
-/// The section names of a configuration file.
-const SECTIONS: &[&str] = &["sources", "transforms", "sinks"];
+/// The section names of a configuration file, also offered as hints for misspelled keys.
+const SECTIONS: &[&str] = &["sources", "transforms", "sinks", TESTS_KEY];
+
+/// The key of the `[[tests]]` tables.
+pub const TESTS_KEY: &str = "tests";
 
 impl Config {
     /// Reads and loads a configuration file; relative paths inside it are resolved against its directory.
@@ -91,6 +94,10 @@ impl Config {
     pub fn from_toml(text: &str, base: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut root: toml::Table = toml::from_str(text)
             .map_err(|error| ConfigErrors(vec![ConfigError::global(format!("invalid TOML: {}", error.message()))]))?;
+
+        // `[[tests]]` tables are not part of the pipeline. The `test` and `validate` commands read them
+        // from the file again through `crate::unit_test`.
+        root.remove(TESTS_KEY);
 
         let mut errors: Vec<ConfigError> = Vec::new();
         let mut root_value = toml::Value::Table(std::mem::take(&mut root));

@@ -102,3 +102,17 @@ fn relative_paths_resolved_against_config_directory() {
     let SinkConfig::File(sink) = &config.sinks["out"].config else { panic!("expected a file sink") };
     assert_eq!(sink.path, Path::new("/tmp/absolute.ndjson"));
 }
+
+#[test]
+fn tests_tables_ignored_when_loading() {
+    let text = format!(
+        "[sources.in]\ntype = \"stdin\"\n[transforms.opt]\ntype = \"optimizely\"\ninputs = [\"in\"]\n{DATAFILE}[sinks.out]\ntype = \"console\"\ninputs = [\"opt\"]\n[[tests]]\nname = \"t\"\nunchecked = \"${{NOT_SET}}\"\n"
+    );
+    assert!(Config::from_toml(&text, Path::new(""), &|_| None).is_ok());
+}
+
+#[test]
+fn misspelled_tests_key_gets_hint() {
+    let errors = errors_of("[[test]]\nname = \"t\"\n");
+    assert!(errors.contains(&"unknown option `test`; did you mean `tests`?".to_owned()), "{errors:?}");
+}

@@ -3,6 +3,7 @@
 pub mod console;
 pub mod file;
 pub mod optimizely_events;
+mod util;
 
 use std::path::Path;
 

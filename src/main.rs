@@ -8,6 +8,8 @@ use optimizely_relay::config::Config;
 use optimizely_relay::topology;
 use tokio_util::sync::CancellationToken;
 
+mod delete_user;
+
 /// Exit status for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
 /// Exit status for a component that failed to start, such as a datafile that could not be loaded.
@@ -45,6 +47,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Requests the deletion of users' visitor data from Optimizely, one request per user, with the
+    /// settings of an `optimizely_user_deletion` sink, and prints the outcome for each user.
+    DeleteUser(delete_user::DeleteUserArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run { config } => runtime.block_on(run(config, cli.log_format)),
         Command::Validate { config } => validate(config),
+        Command::DeleteUser(args) => runtime.block_on(delete_user::run(args)),
     };
     // A read of standard input blocks a runtime thread until a line arrives, and a normal runtime
     // shutdown would wait for it. Everything that matters has finished here, so do not wait.

@@ -385,3 +385,54 @@ path = "dead-letters.ndjson"
     assert_no_token("stdout", &output.stdout);
     assert_no_token("stderr", &output.stderr);
 }
+
+#[tokio::test]
+async fn stalled_deletion_does_not_delay_conversions() {
+    let events_api = RecordingServer::start().await;
+    let deletion_api = RecordingServer::start().await;
+    deletion_api.reply_always(Reply::Stall(std::time::Duration::from_secs(3)));
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_config(directory.path(), &events_api, &deletion_sink("del", &deletion_api, ""));
+    let input = concat!(
+        r#"{"type":"delete","userId":"u-del-1","messageId":"m-1"}"#,
+        "\n",
+        r#"{"type":"track","event":"item_bought","userId":"u-1","messageId":"m-2","timestamp":"2026-01-01T00:00:00Z"}"#,
+        "\n",
+    );
+
+    let started = std::time::Instant::now();
+    let relay = tokio::spawn(async move {
+        let args = ["run", "--config", config.as_str()];
+        run_binary(&args, input.as_bytes(), &[(TOKEN_VARIABLE, TOKEN)]).await
+    });
+    while events_api.requests().is_empty() && started.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let conversion_sent_after = started.elapsed();
+    let deletions_received = deletion_api.requests().len();
+    let output = relay.await.unwrap();
+
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    assert_eq!(deletions_received, 1, "the deletion request was in flight when the conversion was sent");
+    assert!(
+        conversion_sent_after < std::time::Duration::from_secs(2),
+        "the conversion waited {conversion_sent_after:?} for a deletion that stalls 3 seconds"
+    );
+    assert_eq!(output.summary_line(), "summary: received=2 sent=2 dead_lettered=0 skipped=0 undelivered=0");
+}
+
+#[tokio::test]
+async fn deletion_example_validates() {
+    let path = support::crate_root().join("config-examples/gdpr-deletion.toml");
+
+    let output = run_binary(
+        &["validate", "--config", path.to_str().unwrap()],
+        b"",
+        &[("OPTIMIZELY_PERSONAL_ACCESS_TOKEN", TOKEN)],
+    )
+    .await;
+
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    assert_no_token("stdout", &output.stdout);
+    assert_no_token("stderr", &output.stderr);
+}

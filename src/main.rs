@@ -9,6 +9,8 @@ use optimizely_relay::topology;
 use optimizely_relay::unit_test;
 use tokio_util::sync::CancellationToken;
 
+mod delete_user;
+
 /// Exit status for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
 /// Exit status for a component that failed to start, such as a datafile that could not be loaded.
@@ -67,6 +69,9 @@ enum Command {
         #[arg(long)]
         update: bool,
     },
+    /// Requests the deletion of users' visitor data from Optimizely, one request per user, with the
+    /// settings of an `optimizely_user_deletion` sink, and prints the outcome for each user.
+    DeleteUser(delete_user::DeleteUserArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
         Command::Run { config, once } => runtime.block_on(run(config, once, cli.log_format)),
         Command::Validate { config, tests } => validate(config, tests.as_deref()),
         Command::Test { config, tests, update } => runtime.block_on(test(config, tests.as_deref(), update)),
+        Command::DeleteUser(args) => runtime.block_on(delete_user::run(args)),
     };
     // A read of standard input blocks a runtime thread until a line arrives, and a normal runtime
     // shutdown would wait for it. Everything that matters has finished here, so do not wait.

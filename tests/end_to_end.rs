@@ -288,6 +288,7 @@ async fn validate_accepts_bundled_examples() {
             ("OPTIMIZELY_DATAFILE_TOKEN", "example-token"),
             ("SEGMENT_WRITE_KEY", "example-write-key"),
             ("SHIPPER_TOKEN", "example-shipper-token"),
+            ("OPTIMIZELY_PERSONAL_ACCESS_TOKEN", "example-personal-token"),
         ];
         let output = run_binary(&["validate", "--config", path.to_str().unwrap()], b"", &envs).await;
         assert!(output.status.success(), "{example}: stderr:\n{}", output.stderr);

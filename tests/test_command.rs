@@ -562,6 +562,7 @@ async fn bundled_examples_pass_their_tests() {
         ("OPTIMIZELY_DATAFILE_TOKEN", "example-token"),
         ("SEGMENT_WRITE_KEY", "example-write-key"),
         ("SHIPPER_TOKEN", "example-shipper-token"),
+        ("OPTIMIZELY_PERSONAL_ACCESS_TOKEN", "example-personal-token"),
     ];
     let mut examples: Vec<PathBuf> = std::fs::read_dir(crate_root().join("config-examples"))
         .unwrap()
@@ -569,7 +570,7 @@ async fn bundled_examples_pass_their_tests() {
         .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
         .collect();
     examples.sort();
-    assert_eq!(examples.len(), 4, "{examples:?}");
+    assert_eq!(examples.len(), 5, "{examples:?}");
 
     for example in examples {
         let output = run_binary(&["test", "--config", example.to_str().unwrap()], b"", &envs).await;

@@ -39,7 +39,7 @@ fn failed_component_not_reported_as_missing() {
     assert_eq!(
         errors,
         vec![
-            "sinks.out: unknown type `consol`; did you mean `console`? (known types: optimizely_events, console, file)"
+            "sinks.out: unknown type `consol`; did you mean `console`? (known types: optimizely_events, optimizely_user_deletion, console, file)"
         ]
     );
 }

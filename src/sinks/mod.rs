@@ -3,6 +3,8 @@
 pub mod console;
 pub mod file;
 pub mod optimizely_events;
+pub mod optimizely_user_deletion;
+mod util;
 
 use std::path::Path;
 
@@ -11,12 +13,15 @@ use crate::config::{parse_typed, unknown_type, DataKind, OutputSpec};
 pub use console::ConsoleSinkConfig;
 pub use file::FileSinkConfig;
 pub use optimizely_events::OptimizelyEventsConfig;
+pub use optimizely_user_deletion::OptimizelyUserDeletionConfig;
 
 /// The settings of one sink, by type.
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     /// `type = "optimizely_events"`.
     OptimizelyEvents(OptimizelyEventsConfig),
+    /// `type = "optimizely_user_deletion"`.
+    OptimizelyUserDeletion(OptimizelyUserDeletionConfig),
     /// `type = "console"`.
     Console(ConsoleSinkConfig),
     /// `type = "file"`.
@@ -25,12 +30,13 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// The known sink types.
-    pub const TYPES: &'static [&'static str] = &["optimizely_events", "console", "file"];
+    pub const TYPES: &'static [&'static str] = &["optimizely_events", "optimizely_user_deletion", "console", "file"];
 
     /// Parses a sink's table (without `type` and `inputs`) by its type.
     pub fn parse(component_type: &str, table: toml::Table) -> Result<SinkConfig, Vec<String>> {
         match component_type {
             "optimizely_events" => parse_typed(table, SinkConfig::OptimizelyEvents),
+            "optimizely_user_deletion" => parse_typed(table, SinkConfig::OptimizelyUserDeletion),
             "console" => parse_typed(table, SinkConfig::Console),
             "file" => parse_typed(table, SinkConfig::File),
             other => Err(unknown_type(other, SinkConfig::TYPES)),
@@ -41,6 +47,7 @@ impl SinkConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::OptimizelyEvents(_) => "optimizely_events",
+            SinkConfig::OptimizelyUserDeletion(_) => "optimizely_user_deletion",
             SinkConfig::Console(_) => "console",
             SinkConfig::File(_) => "file",
         }
@@ -50,6 +57,7 @@ impl SinkConfig {
     pub fn validate(&self) -> Vec<String> {
         match self {
             SinkConfig::OptimizelyEvents(config) => config.problems(),
+            SinkConfig::OptimizelyUserDeletion(config) => config.problems(),
             SinkConfig::Console(_) => Vec::new(),
             SinkConfig::File(config) => config.validate(),
         }
@@ -62,10 +70,10 @@ impl SinkConfig {
         }
     }
 
-    /// Returns the sink's outputs: the Event API sink's `dropped` dead-letter output.
+    /// Returns the sink's outputs: the `dropped` dead-letter output of the Optimizely sinks.
     pub fn outputs(&self) -> Vec<OutputSpec> {
         match self {
-            SinkConfig::OptimizelyEvents(_) => {
+            SinkConfig::OptimizelyEvents(_) | SinkConfig::OptimizelyUserDeletion(_) => {
                 vec![OutputSpec { name: Some("dropped"), kind: DataKind::DeadLetters, required: false }]
             }
             SinkConfig::Console(_) | SinkConfig::File(_) => Vec::new(),
@@ -76,6 +84,7 @@ impl SinkConfig {
     pub fn accepts(&self) -> Vec<DataKind> {
         match self {
             SinkConfig::OptimizelyEvents(_) => vec![DataKind::Conversions],
+            SinkConfig::OptimizelyUserDeletion(_) => vec![DataKind::Deletions],
             SinkConfig::Console(_) | SinkConfig::File(_) => {
                 vec![DataKind::Messages, DataKind::Conversions, DataKind::Deletions, DataKind::DeadLetters]
             }

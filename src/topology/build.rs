@@ -9,6 +9,7 @@ use super::output::{Output, Unconnected};
 use crate::ack::EventStatus;
 use crate::config::{graph::output_id, Config};
 use crate::sinks::optimizely_events::OptimizelyEventsSink;
+use crate::sinks::optimizely_user_deletion::OptimizelyUserDeletionSink;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
 use crate::transforms::optimizely::datafile_refresh::{
@@ -37,6 +38,7 @@ pub(super) enum BuiltTransform {
 /// A built sink.
 pub(super) enum BuiltSink {
     OptimizelyEvents(OptimizelyEventsSink),
+    OptimizelyUserDeletion(OptimizelyUserDeletionSink),
     Console(crate::sinks::ConsoleSinkConfig),
     File(crate::sinks::FileSinkConfig, tokio::fs::File),
 }
@@ -157,6 +159,14 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
         let built = match &sink.config {
             SinkConfig::OptimizelyEvents(settings) => match OptimizelyEventsSink::new(id.clone(), settings.clone()) {
                 Ok(built) => BuiltSink::OptimizelyEvents(built),
+                Err(error) => {
+                    errors.push(BuildError { component: label, message: error.to_string() });
+                    continue;
+                }
+            },
+            SinkConfig::OptimizelyUserDeletion(settings) => match OptimizelyUserDeletionSink::new(id.clone(), settings)
+            {
+                Ok(built) => BuiltSink::OptimizelyUserDeletion(built),
                 Err(error) => {
                     errors.push(BuildError { component: label, message: error.to_string() });
                     continue;

@@ -167,6 +167,7 @@ async fn run_source(source: SourceConfig, context: SourceContext) -> Result<(), 
 async fn run_sink(id: String, sink: BuiltSink, input: super::Input, dropped: super::Output) {
     match sink {
         BuiltSink::OptimizelyEvents(sink) => sink.run(input, dropped).await,
+        BuiltSink::OptimizelyUserDeletion(sink) => sink.run(input, dropped).await,
         BuiltSink::Console(config) => config.run(&id, input).await,
         BuiltSink::File(config, file) => config.run(&id, file, input).await,
     }

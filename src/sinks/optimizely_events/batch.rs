@@ -13,8 +13,8 @@ use reqwest::Url;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::config::parse_endpoint;
 use crate::event::{BatchKey, Conversion, Event, Payload};
+use crate::sinks::util::settings::parse_endpoint;
 
 /// The bytes that close a request body after the last visitor.
 const BODY_SUFFIX: &[u8] = b"]}";

@@ -6,14 +6,11 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::batch::BatchLimits;
-use super::retry::RetryPolicy;
+use crate::sinks::util::retry::RetryPolicy;
+use crate::sinks::util::settings::{parse_endpoint, positive_secs};
 
 /// The Event API's maximum request body, in bytes, before any compression.
 pub const MAX_BODY_BYTES: usize = 3_500_000;
-
-/// The longest duration any `_secs` setting accepts: one day. Larger values are configuration mistakes,
-/// and keeping them bounded keeps deadline arithmetic from overflowing.
-const MAX_SETTING_SECS: f64 = 86_400.0;
 
 /// Settings of an `optimizely_events` sink (`type = "optimizely_events"`).
 ///
@@ -216,43 +213,14 @@ impl BatchConfig {
 
 impl RequestConfig {
     fn validate_retry(&self, problems: &mut Vec<String>) -> RetryPolicy {
-        let initial_backoff =
-            positive_secs("request.retry_initial_backoff_secs", self.retry_initial_backoff_secs, problems);
-        let max_backoff = positive_secs("request.retry_max_backoff_secs", self.retry_max_backoff_secs, problems);
-        let max_duration = positive_secs("request.retry_max_duration_secs", self.retry_max_duration_secs, problems);
-        if max_backoff < initial_backoff {
-            problems.push(format!(
-                "`request.retry_max_backoff_secs` is {}, but it must be at least \
-                 `request.retry_initial_backoff_secs` ({})",
-                self.retry_max_backoff_secs, self.retry_initial_backoff_secs
-            ));
-        }
-        RetryPolicy { retry_attempts: self.retry_attempts, initial_backoff, max_backoff, max_duration }
+        RetryPolicy::from_settings(
+            self.retry_attempts,
+            self.retry_initial_backoff_secs,
+            self.retry_max_backoff_secs,
+            self.retry_max_duration_secs,
+            problems,
+        )
     }
-}
-
-/// Converts a `_secs` setting, recording a problem unless it is above 0 and at most one day.
-fn positive_secs(name: &str, secs: f64, problems: &mut Vec<String>) -> Duration {
-    if secs.is_finite() && secs > 0.0 && secs <= MAX_SETTING_SECS {
-        return Duration::from_secs_f64(secs);
-    }
-    problems
-        .push(format!("`{name}` is {secs}, but it must be a number of seconds above 0 and at most {MAX_SETTING_SECS}"));
-    Duration::ZERO
-}
-
-/// Parses an Event API endpoint, accepting only absolute `http` and `https` URLs with a host.
-///
-/// The error describes what is wrong with the URL, such as "the scheme is `ftp`".
-pub(super) fn parse_endpoint(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|error| error.to_string())?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("the scheme is `{}`", url.scheme()));
-    }
-    if url.host_str().is_none() {
-        return Err("the URL has no host".to_owned());
-    }
-    Ok(url)
 }
 
 #[cfg(test)]
@@ -377,14 +345,5 @@ mod tests {
         for setting in settings {
             assert!(problems.iter().any(|problem| problem.starts_with(setting)), "{setting} missing: {problems:#?}");
         }
-    }
-
-    #[test]
-    fn endpoint_requires_http_url() {
-        assert!(parse_endpoint("https://logx.optimizely.com/v1/events").is_ok());
-        assert!(parse_endpoint("http://127.0.0.1:1234/x").is_ok());
-        assert_eq!(parse_endpoint("logx.optimizely.com/v1/events"), Err("relative URL without a base".to_owned()));
-        assert_eq!(parse_endpoint("file:///tmp/events"), Err("the scheme is `file`".to_owned()));
-        assert!(parse_endpoint("").is_err());
     }
 }

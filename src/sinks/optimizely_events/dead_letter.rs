@@ -3,9 +3,9 @@
 use serde_json::{Map, Value};
 
 use super::batch::BatchError;
-use super::service::{AttemptOutcome, HttpResponse};
 use crate::ack::EventStatus;
 use crate::event::{DeadLetter, Event, Payload};
+use crate::sinks::util::http::{AttemptOutcome, HttpResponse};
 
 /// The reason the sink dead-lettered an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use super::batch::Batch;
 use super::dead_letter::{dead_letter, Failure};
-use super::retry::{classify_status, send_with_retries, Finished, RetryPolicy, StatusClass};
-use super::service::{AttemptOutcome, HttpService};
+use super::service::HttpService;
 use crate::ack::EventStatus;
 use crate::event::Event;
+use crate::sinks::util::http::AttemptOutcome;
+use crate::sinks::util::retry::{classify_status, send_with_retries, Finished, RetryPolicy, StatusClass};
 
 /// State shared by every delivery task of one sink.
 #[derive(Debug)]

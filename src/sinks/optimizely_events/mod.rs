@@ -5,17 +5,18 @@
 //! - `batch`: encodes each visitor on arrival and groups conversions into request bodies per batch key,
 //!   within the count, size and time limits.
 //! - `service`: the HTTP client, one POST per attempt.
-//! - `retry`: which outcomes are retried, backoff with jitter, `Retry-After`, and when to give up.
 //! - `delivery`: one batch from its first request to the final status of each event, including the
 //!   splitting of rejected requests.
 //! - `dead_letter`: the reasons and records of events that are not delivered.
 //! - `sink`: the run loop: input, batch timeouts, request concurrency and the drain at shutdown.
+//!
+//! The retry rule (which outcomes are retried, backoff with jitter, `Retry-After`, and when to give
+//! up) is shared with the other HTTP sinks in `sinks::util::retry`.
 
 mod batch;
 pub mod config;
 mod dead_letter;
 mod delivery;
-mod retry;
 mod service;
 mod sink;
 

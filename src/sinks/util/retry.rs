@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::service::AttemptOutcome;
+use super::http::AttemptOutcome;
+use super::settings::positive_secs;
 
 /// Bounds on the retries of one request.
 #[derive(Debug, Clone)]
-pub(super) struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first attempt.
     pub retry_attempts: u32,
     pub initial_backoff: Duration,
@@ -21,17 +22,17 @@ pub(super) struct RetryPolicy {
 
 /// The meaning of an HTTP status for the request that received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum StatusClass {
-    /// Any 2xx: the Event API accepted every event of the request.
+pub(crate) enum StatusClass {
+    /// Any 2xx: the server accepted the request.
     Success,
     /// A temporary failure: 408, 429 and 5xx except 501.
     Retryable,
-    /// Anything else: the API rejected the request as sent, so sending it again cannot succeed.
+    /// Anything else: the server rejected the request as sent, so sending it again cannot succeed.
     Rejected,
 }
 
 /// Classifies an HTTP status code.
-pub(super) fn classify_status(status: u16) -> StatusClass {
+pub(crate) fn classify_status(status: u16) -> StatusClass {
     match status {
         200..=299 => StatusClass::Success,
         408 | 429 => StatusClass::Retryable,
@@ -44,7 +45,7 @@ pub(super) fn classify_status(status: u16) -> StatusClass {
 /// Parses a `Retry-After` value, delta-seconds or an HTTP date, into the wait it requests.
 ///
 /// A date in the past requests no wait. Returns `None` for a value that is neither form.
-pub(super) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -54,6 +55,26 @@ pub(super) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 }
 
 impl RetryPolicy {
+    /// Builds a policy from the `request.retry_*` settings, recording a problem for each invalid one.
+    pub fn from_settings(
+        retry_attempts: u32,
+        initial_backoff_secs: f64,
+        max_backoff_secs: f64,
+        max_duration_secs: f64,
+        problems: &mut Vec<String>,
+    ) -> RetryPolicy {
+        let initial_backoff = positive_secs("request.retry_initial_backoff_secs", initial_backoff_secs, problems);
+        let max_backoff = positive_secs("request.retry_max_backoff_secs", max_backoff_secs, problems);
+        let max_duration = positive_secs("request.retry_max_duration_secs", max_duration_secs, problems);
+        if max_backoff < initial_backoff {
+            problems.push(format!(
+                "`request.retry_max_backoff_secs` is {max_backoff_secs}, but it must be at least \
+                 `request.retry_initial_backoff_secs` ({initial_backoff_secs})"
+            ));
+        }
+        RetryPolicy { retry_attempts, initial_backoff, max_backoff, max_duration }
+    }
+
     /// Returns the upper bound of the wait before retry number `retry` (1 for the first retry):
     /// `initial_backoff × 2^(retry − 1)`, at most `max_backoff`.
     pub fn backoff_ceiling(&self, retry: u32) -> Duration {
@@ -101,7 +122,7 @@ impl RetryPolicy {
 
 /// The last outcome of a request after its retries.
 #[derive(Debug)]
-pub(super) struct Finished {
+pub(crate) struct Finished {
     pub outcome: AttemptOutcome,
     /// Attempts made, the first included.
     pub attempts: u32,
@@ -111,7 +132,7 @@ pub(super) struct Finished {
 ///
 /// `send` must send the same bytes on every call. Each retry is logged with `component_id`. Returns the
 /// first outcome that is not retryable, or the last outcome when the retries are exhausted.
-pub(super) async fn send_with_retries<F, Fut>(policy: &RetryPolicy, component_id: &str, mut send: F) -> Finished
+pub(crate) async fn send_with_retries<F, Fut>(policy: &RetryPolicy, component_id: &str, mut send: F) -> Finished
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = AttemptOutcome>,
@@ -136,7 +157,7 @@ where
             outcome = %outcome,
             attempt = attempts,
             wait_secs = wait.as_secs_f64(),
-            "Event API request failed; retrying"
+            "request failed; retrying"
         );
         tokio::time::sleep(wait).await;
     }
@@ -150,7 +171,7 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
 
-    use super::super::service::HttpResponse;
+    use super::super::http::HttpResponse;
 
     fn policy(retry_attempts: u32, initial_secs: f64, max_secs: f64, max_duration_secs: f64) -> RetryPolicy {
         RetryPolicy {

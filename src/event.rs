@@ -15,17 +15,26 @@ pub struct Event {
     pub payload: Payload,
     /// The acknowledgement reference. A reference dropped without being finalized reports `Undelivered`.
     pub finalizer: EventFinalizer,
+    /// Where the event came from, such as a Kafka topic, partition and offset, for logs and
+    /// dead-letter records; `None` for sources that record nothing.
+    pub origin: Option<Arc<Map<String, Value>>>,
 }
 
 impl Event {
     /// Creates an event with no acknowledgement, for library callers and tests.
     pub fn new(payload: Payload) -> Event {
-        Event { payload, finalizer: EventFinalizer::none() }
+        Event { payload, finalizer: EventFinalizer::none(), origin: None }
     }
 
     /// Creates an event that reports its final status through `finalizer`.
     pub fn with_finalizer(payload: Payload, finalizer: EventFinalizer) -> Event {
-        Event { payload, finalizer }
+        Event { payload, finalizer, origin: None }
+    }
+
+    /// Sets where the event came from; dead-letter records carry it as `origin`.
+    pub fn with_origin(mut self, origin: Arc<Map<String, Value>>) -> Event {
+        self.origin = Some(origin);
+        self
     }
 
     /// Releases the event, reporting `status` to its source.
@@ -224,4 +233,14 @@ impl DeadLetter {
         map.insert("event".to_owned(), self.event.clone());
         Value::Object(map)
     }
+}
+
+/// Returns the details of a dead-letter record of an event from `origin`: `{"origin": {...}}`, or no
+/// details when the source recorded no origin.
+pub fn origin_details(origin: Option<&Map<String, Value>>) -> Map<String, Value> {
+    let mut details = Map::new();
+    if let Some(origin) = origin {
+        details.insert("origin".to_owned(), Value::Object(origin.clone()));
+    }
+    details
 }

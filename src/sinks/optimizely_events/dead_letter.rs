@@ -140,12 +140,13 @@ impl Failure {
 /// writing the record (which finalizes with `Delivered`) cannot hide the outcome from the source.
 pub(super) fn dead_letter(event: Event, component_id: &str, failure: &Failure) -> Event {
     event.finalizer.update_with_reason(EventStatus::DeadLettered, failure.reason.as_str());
-    let record = DeadLetter {
+    let mut record = DeadLetter {
         reason: failure.reason.as_str().to_owned(),
         message: failure.message.clone(),
         component: component_id.to_owned(),
         event: event.payload.to_json(),
         details: failure.details(),
     };
-    Event::with_finalizer(Payload::DeadLetter(record), event.finalizer)
+    record.details.extend(crate::event::origin_details(event.origin.as_deref()));
+    Event { payload: Payload::DeadLetter(record), finalizer: event.finalizer, origin: event.origin }
 }

@@ -138,12 +138,12 @@ impl OptimizelyTransform {
         deletions: &mut Vec<Event>,
         limiter: &mut LogLimiter,
     ) {
-        let Event { payload, finalizer } = event;
+        let Event { payload, finalizer, origin } = event;
         let message = match payload {
             Payload::Message(message) => message,
             Payload::Unparsed(unparsed) => {
                 let rejection = Rejection { reason: unparsed.reason, message: unparsed.error };
-                dropped.push(self.dead_letter(rejection, Value::String(unparsed.text), finalizer, limiter));
+                dropped.push(self.dead_letter(rejection, Value::String(unparsed.text), finalizer, origin, limiter));
                 return;
             }
             other => {
@@ -151,7 +151,7 @@ impl OptimizelyTransform {
                     reason: "unsupported_event",
                     message: "the transform accepts Segment messages only; connect it to a source".to_owned(),
                 };
-                dropped.push(self.dead_letter(rejection, other.to_json(), finalizer, limiter));
+                dropped.push(self.dead_letter(rejection, other.to_json(), finalizer, origin, limiter));
                 return;
             }
         };
@@ -159,10 +159,10 @@ impl OptimizelyTransform {
         match mapper.map(&message) {
             MapOutcome::Conversion(conversion, warnings) => {
                 self.warnings.add(&warnings);
-                conversions.push(Event::with_finalizer(Payload::Conversion(conversion), finalizer));
+                conversions.push(Event { payload: Payload::Conversion(conversion), finalizer, origin });
             }
             MapOutcome::Deletion(deletion) => {
-                deletions.push(Event::with_finalizer(Payload::Deletion(deletion), finalizer))
+                deletions.push(Event { payload: Payload::Deletion(deletion), finalizer, origin })
             }
             MapOutcome::Skipped(reason) => {
                 if let SkipReason::UnknownEventKey(key) = &reason {
@@ -172,7 +172,9 @@ impl OptimizelyTransform {
                 }
                 finalizer.finalize(EventStatus::Skipped);
             }
-            MapOutcome::Rejected(rejection) => dropped.push(self.dead_letter(rejection, message, finalizer, limiter)),
+            MapOutcome::Rejected(rejection) => {
+                dropped.push(self.dead_letter(rejection, message, finalizer, origin, limiter))
+            }
         }
     }
 
@@ -181,6 +183,7 @@ impl OptimizelyTransform {
         rejection: Rejection,
         original: Value,
         finalizer: crate::ack::EventFinalizer,
+        origin: Option<Arc<Map<String, Value>>>,
         limiter: &mut LogLimiter,
     ) -> Event {
         // Unknown event keys are limited per key, so that a key that vanished in a datafile update is
@@ -198,8 +201,8 @@ impl OptimizelyTransform {
             message: rejection.message,
             component: self.id.clone(),
             event: original,
-            details: Map::new(),
+            details: crate::event::origin_details(origin.as_deref()),
         };
-        Event::with_finalizer(Payload::DeadLetter(record), finalizer)
+        Event { payload: Payload::DeadLetter(record), finalizer, origin }
     }
 }

@@ -11,6 +11,7 @@ pub mod ack;
 pub mod config;
 pub mod event;
 mod log_limit;
+pub mod observability;
 pub mod sinks;
 pub mod sources;
 mod state_files;

@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use optimizely_relay::config::Config;
-use optimizely_relay::topology;
+use optimizely_relay::observability::progress::format_progress;
+use optimizely_relay::sources::file::FileMode;
+use optimizely_relay::sources::SourceConfig;
+use optimizely_relay::topology::{self, RunStats, Summary};
 use optimizely_relay::unit_test;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 mod delete_user;
@@ -117,7 +123,7 @@ fn init_logging(format: LogFormat, level: Option<&str>, default_level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -204,7 +210,17 @@ async fn run(path: PathBuf, once: bool, log_format: LogFormat) -> ExitCode {
     let topology = if once { topology.read_once() } else { topology };
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let report = topology.run(shutdown).await;
+    let stats = Arc::new(RunStats::default());
+    let started = Instant::now();
+    let progress = (std::io::stderr().is_terminal() && is_finite(&config, once))
+        .then(|| tokio::spawn(show_progress(stats.clone())));
+    let report = topology.run_with_stats(shutdown, stats.clone()).await;
+    if let Some(progress) = progress {
+        progress.abort();
+        // The last line shows the final totals and the average rate over the whole run; the newline
+        // keeps the summary on a line of its own.
+        eprintln!("\r\x1b[2K{}", progress_line(&stats, &mut (Summary::default(), started)));
+    }
 
     match log_format {
         LogFormat::Text => eprintln!("summary: {}", report.summary),
@@ -221,6 +237,32 @@ async fn run(path: PathBuf, once: bool, log_format: LogFormat) -> ExitCode {
     } else {
         ExitCode::from(EXIT_UNDELIVERED)
     }
+}
+
+/// Returns whether every source of `config` ends by itself: standard input, or files read once.
+fn is_finite(config: &Config, once: bool) -> bool {
+    config.sources.values().all(|source| match source {
+        SourceConfig::Stdin(_) => true,
+        SourceConfig::File(file) => once || file.mode == FileMode::Once,
+        _ => false,
+    })
+}
+
+/// Rewrites a progress line on standard error every second until aborted.
+async fn show_progress(stats: Arc<RunStats>) {
+    let mut previous = (stats.summary(), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        eprint!("\r\x1b[2K{}", progress_line(&stats, &mut previous));
+    }
+}
+
+/// Formats the progress line and remembers the counts for the next rate.
+fn progress_line(stats: &RunStats, previous: &mut (Summary, Instant)) -> String {
+    let current = stats.summary();
+    let line = format_progress(&current, &previous.0, previous.1.elapsed(), stats.bytes());
+    *previous = (current, Instant::now());
+    line
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM, and exits at once on the second.

@@ -34,6 +34,9 @@ pub struct GlobalOptions {
     /// Events still undelivered then are counted as undelivered. Default 30.
     #[serde(default = "default_shutdown_timeout_secs")]
     pub shutdown_timeout_secs: f64,
+    /// The API server with `/metrics` and `/health`; metrics are collected only when it is set.
+    #[serde(default)]
+    pub api: Option<crate::observability::api::ApiConfig>,
 }
 
 fn default_shutdown_timeout_secs() -> f64 {
@@ -42,7 +45,7 @@ fn default_shutdown_timeout_secs() -> f64 {
 
 impl Default for GlobalOptions {
     fn default() -> GlobalOptions {
-        GlobalOptions { data_dir: None, shutdown_timeout_secs: default_shutdown_timeout_secs() }
+        GlobalOptions { data_dir: None, shutdown_timeout_secs: default_shutdown_timeout_secs(), api: None }
     }
 }
 

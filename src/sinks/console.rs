@@ -4,6 +4,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::ack::EventStatus;
+use crate::observability::{ComponentKind, ComponentMetrics};
 use crate::topology::Input;
 
 /// Settings of the `console` sink. It has none: every event is written as one line of compact JSON.
@@ -16,8 +17,10 @@ impl ConsoleSinkConfig {
     pub async fn run(&self, id: &str, mut input: Input) {
         let mut stdout = tokio::io::stdout();
         let mut buffer = Vec::with_capacity(64 * 1024);
+        let metrics = ComponentMetrics::new(ComponentKind::Sink, id, "console");
 
         while let Some(events) = input.recv().await {
+            metrics.received(events.len() as u64, 0);
             buffer.clear();
             for event in &events {
                 write_json_line(&mut buffer, &event.payload.to_json());
@@ -28,8 +31,12 @@ impl ConsoleSinkConfig {
                 Err(error) => Err(error),
             };
             let status = match written {
-                Ok(()) => EventStatus::Delivered,
+                Ok(()) => {
+                    metrics.sent(events.len() as u64, buffer.len() as u64);
+                    EventStatus::Delivered
+                }
                 Err(error) => {
+                    metrics.error("write_failed");
                     tracing::error!(component_id = %id, %error, events = events.len(), "writing to standard output failed");
                     EventStatus::Undelivered
                 }

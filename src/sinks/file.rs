@@ -7,6 +7,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::console::write_json_line;
 use crate::ack::EventStatus;
+use crate::observability::{ComponentKind, ComponentMetrics};
 use crate::topology::Input;
 
 /// Settings of the `file` sink.
@@ -46,7 +47,9 @@ impl FileSinkConfig {
     /// it is written and flushed to the operating system.
     pub async fn run(&self, id: &str, mut file: tokio::fs::File, mut input: Input) {
         let mut buffer = Vec::with_capacity(64 * 1024);
+        let metrics = ComponentMetrics::new(ComponentKind::Sink, id, "file");
         while let Some(events) = input.recv().await {
+            metrics.received(events.len() as u64, 0);
             buffer.clear();
             for event in &events {
                 write_json_line(&mut buffer, &event.payload.to_json());
@@ -57,8 +60,12 @@ impl FileSinkConfig {
                 Err(error) => Err(error),
             };
             let status = match written {
-                Ok(()) => EventStatus::Delivered,
+                Ok(()) => {
+                    metrics.sent(events.len() as u64, buffer.len() as u64);
+                    EventStatus::Delivered
+                }
                 Err(error) => {
+                    metrics.error("write_failed");
                     tracing::error!(
                         component_id = %id,
                         path = %self.path.display(),

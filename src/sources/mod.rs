@@ -133,11 +133,36 @@ pub(crate) struct Emitter {
     stats: Arc<RunStats>,
     chunk: Vec<Event>,
     next_cookie: u64,
+    metrics: crate::observability::ComponentMetrics,
+    pending_bytes: u64,
 }
 
 impl Emitter {
-    pub(crate) fn new(output: Output, receiver: Arc<dyn AckReceiver>, stats: Arc<RunStats>) -> Emitter {
-        Emitter { output, receiver, stats, chunk: Vec::with_capacity(CHUNK_EVENTS), next_cookie: 0 }
+    pub(crate) fn new(
+        output: Output,
+        receiver: Arc<dyn AckReceiver>,
+        stats: Arc<RunStats>,
+        component_type: &'static str,
+    ) -> Emitter {
+        let metrics = crate::observability::ComponentMetrics::new(
+            crate::observability::ComponentKind::Source,
+            output.id(),
+            component_type,
+        );
+        Emitter {
+            output,
+            receiver,
+            stats,
+            chunk: Vec::with_capacity(CHUNK_EVENTS),
+            next_cookie: 0,
+            metrics,
+            pending_bytes: 0,
+        }
+    }
+
+    /// Counts input bytes read; they are reported with the next flush.
+    pub(crate) fn add_bytes(&mut self, bytes: u64) {
+        self.pending_bytes += bytes;
     }
 
     /// Adds an event; its cookie is a sequence number.
@@ -162,7 +187,10 @@ impl Emitter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_EVENTS));
+        let bytes = std::mem::take(&mut self.pending_bytes);
         self.stats.add_received(chunk.len() as u64);
+        self.stats.add_bytes_read(bytes);
+        self.metrics.received(chunk.len() as u64, bytes);
         self.output.send(chunk).await
     }
 }
@@ -180,6 +208,7 @@ where
 {
     let mut lines = lines::LineReader::new(reader, max_line_bytes);
     let mut payloads = Vec::new();
+    let mut bytes_before = 0;
 
     loop {
         let line = tokio::select! {
@@ -189,6 +218,8 @@ where
         };
         let line = line.map_err(|error| SourceError::Read { what: what.to_owned(), error })?;
         let Some(line) = line else { break };
+        emitter.add_bytes(lines.bytes_read() - bytes_before);
+        bytes_before = lines.bytes_read();
 
         match line {
             lines::Line::Complete(bytes) => decode::decode_line(&bytes, &mut payloads),

@@ -30,7 +30,7 @@ impl StdinSourceConfig {
     /// Reads standard input to its end, or until shutdown.
     pub async fn run(&self, context: SourceContext) -> Result<(), SourceError> {
         let SourceContext { output, shutdown, stats, id, .. } = context;
-        let mut emitter = Emitter::new(output, stats.clone(), stats);
+        let mut emitter = Emitter::new(output, stats.clone(), stats, "stdin");
         let reader = tokio::io::BufReader::with_capacity(256 * 1024, tokio::io::stdin());
 
         tracing::info!(component_id = %id, "reading standard input");

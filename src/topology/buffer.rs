@@ -163,6 +163,8 @@ impl BufferSender {
             event.finalize(EventStatus::Undelivered);
         }
         self.dropped.record(&self.consumer, count, self.max_events);
+        metrics::counter!("buffer_discarded_events_total", "component_id" => self.consumer.to_string())
+            .increment(count);
     }
 }
 

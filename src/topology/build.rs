@@ -8,6 +8,7 @@ use super::buffer::{buffer, BufferConfig, BufferSender, Input};
 use super::output::{Output, Unconnected};
 use crate::ack::EventStatus;
 use crate::config::{graph::output_id, Config};
+use crate::observability::{ComponentKind, ComponentMetrics};
 use crate::sinks::optimizely_events::OptimizelyEventsSink;
 use crate::sinks::optimizely_user_deletion::OptimizelyUserDeletionSink;
 use crate::sinks::SinkConfig;
@@ -46,6 +47,18 @@ pub(super) enum BuiltSink {
 /// A built transform with its input and its outputs by name (`None` is the default output).
 pub(super) type TransformParts = (String, BuiltTransform, Input, BTreeMap<Option<&'static str>, Output>);
 
+impl BuiltSink {
+    /// Returns the sink's type name.
+    pub(super) fn type_name(&self) -> &'static str {
+        match self {
+            BuiltSink::OptimizelyEvents(_) => "optimizely_events",
+            BuiltSink::OptimizelyUserDeletion(_) => "optimizely_user_deletion",
+            BuiltSink::Console(_) => "console",
+            BuiltSink::File(..) => "file",
+        }
+    }
+}
+
 /// A topology whose components are built and wired, ready to run.
 pub struct Topology {
     pub(super) sources: Vec<(String, SourceConfig, Output)>,
@@ -56,6 +69,7 @@ pub struct Topology {
     pub(super) warnings: Vec<String>,
     pub(super) data_dir: Option<std::path::PathBuf>,
     pub(super) once: bool,
+    pub(super) metrics: Option<(std::net::SocketAddr, metrics_exporter_prometheus::PrometheusHandle)>,
 }
 
 impl Topology {
@@ -80,6 +94,14 @@ impl Topology {
 /// Builds every component of a validated configuration: loads datafiles, opens files, and wires the
 /// channels. Returns every failure, not only the first.
 pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
+    // The recorder must exist before components register their metrics.
+    let metrics = match &config.global.api {
+        Some(api) => match crate::observability::install_recorder() {
+            Ok(handle) => Some((api.address, handle)),
+            Err(message) => return Err(vec![BuildError { component: "api".to_owned(), message }]),
+        },
+        None => None,
+    };
     let mut wiring = Wiring::new(config);
     let mut errors = Vec::new();
     let client = reqwest::Client::builder().build().map_err(|error| {
@@ -204,12 +226,14 @@ pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
         warnings: crate::config::unconsumed_output_warnings(config),
         data_dir: config.global.data_dir.clone(),
         once: false,
+        metrics,
     })
 }
 
 /// The buffers of a topology: one input buffer per consumer, and for each output id the consumers
 /// that read it.
 struct Wiring {
+    types: BTreeMap<String, (ComponentKind, &'static str)>,
     senders: BTreeMap<String, BufferSender>,
     receivers: BTreeMap<String, Input>,
     consumers: BTreeMap<String, Vec<String>>,
@@ -217,7 +241,18 @@ struct Wiring {
 
 impl Wiring {
     fn new(config: &Config) -> Wiring {
-        let mut wiring = Wiring { senders: BTreeMap::new(), receivers: BTreeMap::new(), consumers: BTreeMap::new() };
+        let mut types = BTreeMap::new();
+        for (id, source) in &config.sources {
+            types.insert(id.clone(), (ComponentKind::Source, source.type_name()));
+        }
+        for (id, transform) in &config.transforms {
+            types.insert(id.clone(), (ComponentKind::Transform, transform.config.type_name()));
+        }
+        for (id, sink) in &config.sinks {
+            types.insert(id.clone(), (ComponentKind::Sink, sink.config.type_name()));
+        }
+        let mut wiring =
+            Wiring { types, senders: BTreeMap::new(), receivers: BTreeMap::new(), consumers: BTreeMap::new() };
         let consumers = config
             .transforms
             .iter()
@@ -234,7 +269,7 @@ impl Wiring {
         wiring
     }
 
-    fn output(&mut self, component: &str, name: Option<&str>, unconnected: Unconnected) -> Output {
+    fn output(&mut self, component: &str, name: Option<&'static str>, unconnected: Unconnected) -> Output {
         let id = output_id(component, name);
         let senders: Vec<_> = self
             .consumers
@@ -243,7 +278,19 @@ impl Wiring {
             .flatten()
             .filter_map(|consumer| self.senders.get(consumer).cloned())
             .collect();
-        Output::new(id, senders, unconnected)
+        let metrics = ComponentMetrics::new(self.kind_of(component), component, self.type_of(component));
+        Output::new(id, senders, unconnected).with_metrics(metrics, name)
+    }
+
+    fn kind_of(&self, component: &str) -> ComponentKind {
+        match self.types.get(component) {
+            Some((kind, _)) => *kind,
+            None => ComponentKind::Source,
+        }
+    }
+
+    fn type_of(&self, component: &str) -> &'static str {
+        self.types.get(component).map_or("unknown", |(_, component_type)| component_type)
     }
 
     /// Takes the receiver of a consumer. The wiring's own senders are dropped with it at the end of

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use super::buffer::BufferSender;
 use crate::ack::EventStatus;
-use crate::event::Event;
+use crate::event::{Event, Payload};
+use crate::observability::ComponentMetrics;
 
 /// The handling of events on an output that no component consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +36,34 @@ pub struct Output {
     unconnected: Unconnected,
     last_warning: Option<Instant>,
     suppressed_warnings: u64,
+    metrics: Option<(ComponentMetrics, Option<&'static str>)>,
 }
 
 impl Output {
     /// Creates an output with the full id `id` (`opt` or `opt.dropped`) that sends to `senders`.
     pub fn new(id: impl Into<String>, senders: Vec<BufferSender>, unconnected: Unconnected) -> Output {
-        Output { id: id.into(), senders, unconnected, last_warning: None, suppressed_warnings: 0 }
+        Output { id: id.into(), senders, unconnected, last_warning: None, suppressed_warnings: 0, metrics: None }
+    }
+
+    /// Counts the events sent through this output in `metrics`: `component_sent_events_total`, with an
+    /// `output` label for a named output, and for dead-letter records also
+    /// `component_discarded_events_total` by reason.
+    pub fn with_metrics(mut self, metrics: ComponentMetrics, name: Option<&'static str>) -> Output {
+        self.metrics = Some((metrics, name));
+        self
+    }
+
+    fn count(&self, events: &[Event]) {
+        let Some((metrics, name)) = &self.metrics else { return };
+        match name {
+            None => metrics.sent(events.len() as u64, 0),
+            Some(name) => metrics.sent_to_output(name, events.len() as u64),
+        }
+        for event in events {
+            if let Payload::DeadLetter(record) = &event.payload {
+                metrics.discarded(&record.reason, false, 1);
+            }
+        }
     }
 
     /// Returns the output's full id.
@@ -65,6 +88,7 @@ impl Output {
         if events.is_empty() {
             return Ok(());
         }
+        self.count(&events);
         if self.senders.is_empty() {
             self.finalize_unconnected(events);
             return Ok(());

@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::build::{BuiltSink, BuiltTransform, Topology};
 use super::stats::{RunStats, Summary};
+use crate::observability::api::ApiState;
 use crate::sources::{SourceConfig, SourceContext};
 use crate::transforms::optimizely::TransformOutputs;
 
@@ -40,14 +42,32 @@ impl Topology {
 
     /// Runs like [`Topology::run`], counting into `stats`, which callers may read while it runs.
     pub async fn run_with_stats(self, shutdown: CancellationToken, stats: Arc<RunStats>) -> RunReport {
-        let Topology { sources, transforms, refreshers, sinks, shutdown_timeout, warnings, data_dir, once } = self;
+        let datafiles = self.datafile_statuses();
+        let Topology { sources, transforms, refreshers, sinks, shutdown_timeout, warnings, data_dir, once, metrics } =
+            self;
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let api_shutdown = CancellationToken::new();
+        let api_task = match metrics {
+            Some((address, handle)) => match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => {
+                    let state = ApiState { handle, stats: stats.clone(), datafiles, draining: draining.clone() };
+                    Some(tokio::spawn(crate::observability::api::serve(listener, state, api_shutdown.clone())))
+                }
+                Err(error) => {
+                    tracing::error!(%address, %error, "cannot listen for the API server; running without /metrics and /health");
+                    None
+                }
+            },
+            None => None,
+        };
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
 
         let mut downstream: Vec<(String, JoinHandle<()>)> = Vec::new();
         for (id, sink, input, dropped) in sinks {
-            downstream.push((id.clone(), tokio::spawn(run_sink(id, sink, input, dropped))));
+            let span = component_span(&id, "sink", sink.type_name());
+            downstream.push((id.clone(), tokio::spawn(run_sink(id, sink, input, dropped).instrument(span))));
         }
         for (id, transform, input, mut outputs) in transforms {
             let BuiltTransform::Optimizely(transform) = transform;
@@ -56,7 +76,8 @@ impl Topology {
                 dropped: outputs.remove(&Some("dropped")).expect("the builder creates the dropped output"),
                 deletions: outputs.remove(&Some("deletions")).expect("the builder creates the deletions output"),
             };
-            downstream.push((id, tokio::spawn(async move { transform.run(input, outputs).await })));
+            let span = component_span(&id, "transform", "optimizely");
+            downstream.push((id, tokio::spawn(async move { transform.run(input, outputs).await }.instrument(span))));
         }
 
         // Refreshers run until the pipeline has drained; a datafile update mid-drain is harmless.
@@ -78,7 +99,8 @@ impl Topology {
                 background: background.clone(),
                 drained: drained.clone(),
             };
-            source_tasks.push((id, tokio::spawn(run_source(source, context))));
+            let span = component_span(&id, "source", source.type_name());
+            source_tasks.push((id, tokio::spawn(run_source(source, context).instrument(span))));
         }
 
         let mut source_errors = Vec::new();
@@ -93,6 +115,7 @@ impl Topology {
             }
         }
 
+        draining.store(true, std::sync::atomic::Ordering::Release);
         tracing::info!(timeout_secs = shutdown_timeout.as_secs_f64(), "all sources stopped; draining");
         let timed_out = drain(downstream, shutdown_timeout).await;
         refresh_shutdown.cancel();
@@ -114,6 +137,10 @@ impl Topology {
                 undelivered = summary.undelivered,
                 "shutdown timeout reached; aborted components that were still running"
             );
+        }
+        api_shutdown.cancel();
+        if let Some(task) = api_task {
+            let _ = task.await;
         }
         RunReport { summary, source_errors, timed_out }
     }
@@ -154,6 +181,11 @@ async fn drain(tasks: Vec<(String, JoinHandle<()>)>, timeout: std::time::Duratio
         }
     }
     timed_out
+}
+
+/// Returns the span of a component's task: every log line of the task carries its id, kind and type.
+fn component_span(id: &str, kind: &'static str, component_type: &'static str) -> tracing::Span {
+    tracing::info_span!("component", component_id = %id, component_kind = kind, component_type)
 }
 
 async fn run_source(source: SourceConfig, context: SourceContext) -> Result<(), crate::sources::SourceError> {

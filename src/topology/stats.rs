@@ -12,6 +12,8 @@ pub struct RunStats {
     skipped: AtomicU64,
     dead_lettered: AtomicU64,
     undelivered: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_total: AtomicU64,
 }
 
 /// A point-in-time copy of [`RunStats`].
@@ -51,6 +53,22 @@ impl RunStats {
     /// Counts `count` events emitted by a source.
     pub fn add_received(&self, count: u64) {
         self.received.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts input bytes read by sources.
+    pub fn add_bytes_read(&self, bytes: u64) {
+        self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Adds to the known size of a finite input, such as files read once.
+    pub fn add_bytes_total(&self, bytes: u64) {
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Returns the input bytes read so far, and the total when the input's size is known.
+    pub fn bytes(&self) -> (u64, Option<u64>) {
+        let total = self.bytes_total.load(Ordering::Relaxed);
+        (self.bytes_read.load(Ordering::Relaxed), (total > 0).then_some(total))
     }
 
     /// Returns the current counts.

@@ -8,6 +8,7 @@ use super::dead_letter::{dead_letter, Failure};
 use super::service::HttpService;
 use crate::ack::EventStatus;
 use crate::event::Event;
+use crate::observability::ComponentMetrics;
 use crate::sinks::util::http::AttemptOutcome;
 use crate::sinks::util::retry::{classify_status, send_with_retries, Finished, RetryPolicy, StatusClass};
 
@@ -17,6 +18,7 @@ pub(super) struct Delivery {
     pub component_id: String,
     pub service: HttpService,
     pub retry: RetryPolicy,
+    pub metrics: ComponentMetrics,
 }
 
 impl Delivery {
@@ -31,6 +33,7 @@ impl Delivery {
         let mut pending = vec![batch];
         while let Some(batch) = pending.pop() {
             let body = self.service.prepare(batch.encode_body());
+            self.metrics.batch(batch.len(), batch.encoded_len());
             let finished =
                 send_with_retries(&self.retry, &self.component_id, || self.service.send(batch.endpoint(), &body)).await;
 
@@ -63,6 +66,7 @@ impl Delivery {
                     status = response.status,
                     "delivered request"
                 );
+                self.metrics.sent(batch.len() as u64, batch.encoded_len() as u64);
                 finalize_all(batch, EventStatus::Delivered);
                 None
             }

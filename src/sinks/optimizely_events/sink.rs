@@ -13,6 +13,7 @@ use super::dead_letter::{dead_letter, Failure};
 use super::delivery::Delivery;
 use super::service::HttpService;
 use crate::event::Event;
+use crate::observability::{ComponentKind, ComponentMetrics};
 use crate::topology::{Input, Output};
 
 /// A sink that batches conversions into Event API requests and delivers them.
@@ -38,7 +39,8 @@ impl OptimizelyEventsSink {
             Err(source) => return Err(BuildError::HttpClient { component_id, source }),
         };
 
-        let delivery = Delivery { component_id, service, retry: valid.retry };
+        let metrics = ComponentMetrics::new(ComponentKind::Sink, &component_id, "optimizely_events");
+        let delivery = Delivery { component_id, service, retry: valid.retry, metrics };
         Ok(OptimizelyEventsSink {
             batcher: Batcher::new(valid.limits, valid.endpoint),
             delivery: Arc::new(delivery),
@@ -128,6 +130,7 @@ impl UnbatchedWarnings {
 impl Running {
     /// Adds a chunk of events to the batches and sends every batch that became full.
     async fn accept(&mut self, events: Vec<Event>) {
+        self.sink.delivery.metrics.received(events.len() as u64, 0);
         let mut ready = Vec::new();
         let mut dead_letters = Vec::new();
         let now = Instant::now();

@@ -1,6 +1,7 @@
 //! The sink's run loop: one request per identifier, the dedupe window, request concurrency, and the
 //! drain at shutdown.
 
+use crate::observability::{ComponentKind, ComponentMetrics};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::topology::{Input, Output};
 pub struct OptimizelyUserDeletionSink {
     client: Arc<DeletionClient>,
     recent: Option<RecentDeletions>,
+    metrics: ComponentMetrics,
 }
 
 impl OptimizelyUserDeletionSink {
@@ -33,8 +35,9 @@ impl OptimizelyUserDeletionSink {
             Err(problems) => return Err(BuildError::InvalidConfig { component_id, problems }),
         };
         let recent = valid.dedupe_window.map(|window| RecentDeletions::new(window, MAX_REMEMBERED_IDENTIFIERS));
+        let metrics = ComponentMetrics::new(ComponentKind::Sink, &component_id, "optimizely_user_deletion");
         let client = DeletionClient::from_valid(component_id, valid)?;
-        Ok(OptimizelyUserDeletionSink { client: Arc::new(client), recent })
+        Ok(OptimizelyUserDeletionSink { client: Arc::new(client), recent, metrics })
     }
 
     /// Runs the sink until `input` closes, then waits for every request and its retries to finish.
@@ -50,6 +53,7 @@ impl OptimizelyUserDeletionSink {
         let mut running = Running {
             client: self.client,
             recent: self.recent,
+            metrics: self.metrics,
             dropped,
             in_flight: JoinSet::new(),
             events_by_task: HashMap::new(),
@@ -84,6 +88,7 @@ struct Running {
     client: Arc<DeletionClient>,
     /// Identifiers deleted within the dedupe window; `None` when `dedupe_window_secs` is 0.
     recent: Option<RecentDeletions>,
+    metrics: ComponentMetrics,
     dropped: Output,
     /// One task per request, from the first attempt to the last retry.
     in_flight: JoinSet<TaskOutput>,
@@ -98,6 +103,7 @@ impl Running {
     /// Starts a request for each new identifier of `events`, and settles the rest: duplicates,
     /// identifiers deleted within the window, and events that are not deletion requests.
     async fn accept(&mut self, events: Vec<Event>) {
+        self.metrics.received(events.len() as u64, 0);
         let mut dead_letters = Vec::new();
         for event in events {
             let identifier = match &event.payload {
@@ -198,6 +204,7 @@ impl Running {
                 if let Some(recent) = &mut self.recent {
                     recent.insert(&identifier, Instant::now());
                 }
+                self.metrics.sent(1, 0);
                 for (index, event) in events.into_iter().enumerate() {
                     let status = if index == 0 { EventStatus::Delivered } else { EventStatus::Skipped };
                     event.finalize(status);

@@ -141,7 +141,13 @@ where
     let mut attempts = 0;
     loop {
         attempts += 1;
+        let attempt_started = Instant::now();
         let outcome = send().await;
+        let status = match &outcome {
+            AttemptOutcome::Response(response) => Some(response.status),
+            AttemptOutcome::Failed { .. } => None,
+        };
+        crate::observability::metrics::http_attempt(component_id, status, attempt_started.elapsed());
         if !outcome.is_retryable() {
             return Finished { outcome, attempts };
         }
@@ -152,6 +158,7 @@ where
         let Some(wait) = wait else {
             return Finished { outcome, attempts };
         };
+        crate::observability::metrics::http_retry(component_id);
         tracing::warn!(
             component_id,
             outcome = %outcome,

@@ -181,7 +181,8 @@ impl FileSourceConfig {
         let mut tailer = Tailer {
             config: self,
             id: context.id.clone(),
-            emitter: Emitter::new(context.output, checkpoints.clone(), context.stats),
+            emitter: Emitter::new(context.output, checkpoints.clone(), context.stats.clone(), "file"),
+            stats: context.stats,
             checkpoints,
             watched: Vec::new(),
             closed: HashMap::new(),
@@ -226,6 +227,7 @@ struct Tailer<'a> {
     closed: HashMap<Fingerprint, u64>,
     /// Whether the files are read to their end once instead of followed.
     once: bool,
+    stats: Arc<crate::topology::RunStats>,
 }
 
 impl Tailer<'_> {
@@ -279,6 +281,7 @@ impl Tailer<'_> {
             };
             let slot = file.slot;
             total += count;
+            self.emitter.add_bytes(count as u64);
             for line in lines.drain(..) {
                 self.emit_line(slot, line);
                 if self.emitter.is_full() {
@@ -369,6 +372,10 @@ impl Tailer<'_> {
         };
 
         let slot = self.checkpoints.register(fingerprint, &path, offset);
+        if startup && self.once {
+            // The size of a read-once run is known up front, for the progress line.
+            self.stats.add_bytes_total(length.saturating_sub(offset));
+        }
         match WatchedFile::open(&path, slot, fingerprint, offset).await {
             Ok(file) => {
                 tracing::info!(component_id = %self.id, path = %path.display(), offset, from = origin, "reading file");

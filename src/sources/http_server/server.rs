@@ -18,6 +18,7 @@ use super::{HttpServerSourceConfig, SEGMENT_CALLS};
 use crate::ack::{AckReceiver, EventFinalizer, EventStatus};
 use crate::event::Event;
 use crate::log_limit::LogLimiter;
+use crate::observability::{ComponentKind, ComponentMetrics};
 use crate::sources::{SourceContext, SourceError};
 use crate::topology::{Output, RunStats};
 
@@ -30,6 +31,7 @@ struct Shared {
     output: tokio::sync::Mutex<Output>,
     stats: Arc<RunStats>,
     limiter: std::sync::Mutex<LogLimiter>,
+    metrics: ComponentMetrics,
 }
 
 /// Listens on the configured address and responds to requests until `context.shutdown` is cancelled, then
@@ -52,6 +54,7 @@ pub(super) async fn serve(config: HttpServerSourceConfig, context: SourceContext
         output: tokio::sync::Mutex::new(context.output),
         stats: context.stats,
         limiter: std::sync::Mutex::new(LogLimiter::new(Duration::from_secs(60))),
+        metrics: ComponentMetrics::new(ComponentKind::Source, &context.id, "http_server"),
     });
     let router = Router::new()
         .route("/v1/{call}", post(segment_call))
@@ -177,6 +180,7 @@ impl Shared {
                 })
                 .collect();
             self.stats.add_received(count as u64);
+            self.metrics.received(count as u64, 0);
             if output.send(events).await.is_err() {
                 return failure(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is shutting down; retry later");
             }
@@ -197,6 +201,7 @@ impl Shared {
     }
 
     fn warn(&self, kind: &str, message: &str) {
+        self.metrics.error(kind);
         let due = self.limiter.lock().map(|mut limiter| limiter.check(kind)).unwrap_or(None);
         if let Some(count) = due {
             tracing::warn!(component_id = %self.id, kind, count, "{message}");

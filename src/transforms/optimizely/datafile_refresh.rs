@@ -175,6 +175,14 @@ impl DatafileRefresher {
     }
 
     fn record(&self, outcome: &RefreshOutcome) {
+        let label = match outcome {
+            RefreshOutcome::Updated { .. } => "updated",
+            RefreshOutcome::NotModified => "not_modified",
+            RefreshOutcome::SameRevision => "same_revision",
+            RefreshOutcome::Failed(_) => "failed",
+        };
+        metrics::counter!("datafile_refreshes_total", "component_id" => self.component_id.clone(), "outcome" => label)
+            .increment(1);
         let mut status = self.lock_status();
         match outcome {
             RefreshOutcome::Failed(error) => {

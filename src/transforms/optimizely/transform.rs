@@ -13,6 +13,7 @@ use super::mapper::{MapOutcome, MapWarnings, Mapper, MapperSettings, Rejection, 
 use crate::ack::EventStatus;
 use crate::event::{DeadLetter, Event, Payload};
 use crate::log_limit::LogLimiter;
+use crate::observability::{ComponentKind, ComponentMetrics};
 use crate::topology::{Input, Output};
 
 /// Counters of problems that removed a field but still let the conversion be sent.
@@ -44,6 +45,7 @@ pub struct OptimizelyTransform {
     settings: Arc<MapperSettings>,
     mapper: ArcSwap<Mapper>,
     warnings: WarningCounters,
+    metrics: ComponentMetrics,
 }
 
 /// The three outputs of the transform.
@@ -65,11 +67,14 @@ impl OptimizelyTransform {
     ) -> OptimizelyTransform {
         let settings = Arc::new(MapperSettings::from(config));
         let mapper = Mapper::new(settings.clone(), datafile);
+        let id = id.into();
+        let metrics = ComponentMetrics::new(ComponentKind::Transform, &id, "optimizely");
         OptimizelyTransform {
-            id: id.into(),
+            id,
             settings,
             mapper: ArcSwap::from_pointee(mapper),
             warnings: WarningCounters::default(),
+            metrics,
         }
     }
 
@@ -107,6 +112,7 @@ impl OptimizelyTransform {
     pub async fn run(&self, mut input: Input, mut outputs: TransformOutputs) {
         let mut limiter = LogLimiter::new(Duration::from_secs(60));
         while let Some(events) = input.recv().await {
+            self.metrics.received(events.len() as u64, 0);
             let mut conversions = Vec::with_capacity(events.len());
             let mut dropped = Vec::new();
             let mut deletions = Vec::new();
@@ -159,6 +165,7 @@ impl OptimizelyTransform {
         match mapper.map(&message) {
             MapOutcome::Conversion(conversion, warnings) => {
                 self.warnings.add(&warnings);
+                self.count_removed_fields(&warnings);
                 conversions.push(Event { payload: Payload::Conversion(conversion), finalizer, origin });
             }
             MapOutcome::Deletion(deletion) => {
@@ -170,11 +177,28 @@ impl OptimizelyTransform {
                         tracing::info!(component_id = %self.id, event_key = %key, count, "skipped messages with an event key not in the datafile");
                     }
                 }
+                let reason = match &reason {
+                    SkipReason::MessageType(_) => "message_type",
+                    SkipReason::UnknownEventKey(_) => "unknown_event_key",
+                };
+                self.metrics.discarded(reason, true, 1);
                 finalizer.finalize(EventStatus::Skipped);
             }
             MapOutcome::Rejected(rejection) => {
                 dropped.push(self.dead_letter(rejection, message, finalizer, origin, limiter))
             }
+        }
+    }
+
+    fn count_removed_fields(&self, warnings: &MapWarnings) {
+        let removed = [
+            ("revenue", warnings.invalid_revenue),
+            ("value", warnings.invalid_value),
+            ("tags", warnings.removed_tags),
+            ("attributes", warnings.removed_attributes),
+        ];
+        for (field, count) in removed {
+            self.metrics.count("optimizely_removed_fields_total", &[("field", field)], u64::from(count));
         }
     }
 

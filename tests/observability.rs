@@ -345,3 +345,32 @@ async fn log_lines_carry_component_span() {
     assert_eq!(reading["span"]["component_kind"], "source");
     assert_eq!(reading["span"]["component_type"], "file");
 }
+
+#[tokio::test]
+async fn progress_line_on_terminal() {
+    // `script` runs the relay with a pseudo-terminal as standard error, as an operator's shell would.
+    let config = support::crate_root().join("config-examples/quickstart.toml");
+    let command = format!(
+        "{} --log-level error run --config {} > /dev/null",
+        env!("CARGO_BIN_EXE_optimizely-relay"),
+        config.display()
+    );
+    let output = tokio::process::Command::new("script").args(["-qfec", &command, "/dev/null"]).output().await.unwrap();
+
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    assert!(
+        terminal.contains(" events/s | received 8 sent 3 dead-lettered 3 skipped 2 | read 1.1 KiB of 1.1 KiB (100%)"),
+        "{terminal:?}"
+    );
+    let summary_position = terminal.find("summary: received=8").expect("the summary line");
+    assert!(terminal.find("events/s").unwrap() < summary_position, "the progress line precedes the summary");
+}
+
+#[tokio::test]
+async fn no_progress_line_without_terminal() {
+    let path = support::crate_root().join("config-examples/quickstart.toml");
+    let output =
+        support::run_binary(&["--log-level", "error", "run", "--config", path.to_str().unwrap()], b"", &[]).await;
+    assert!(!output.stderr.contains("events/s"), "{}", output.stderr);
+}

@@ -60,6 +60,19 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// Appends the payload as one line of compact JSON, as `console` and `file` sinks write it. Equal
+    /// to serializing [`Payload::to_json`], but a conversion is written without building a `Value`.
+    pub fn write_json_line(&self, output: &mut Vec<u8>) {
+        match self {
+            Payload::Conversion(conversion) => conversion.write_body(output),
+            other => {
+                // Serializing a `Value` into a Vec cannot fail: every map key is a string.
+                let _ = serde_json::to_writer(&mut *output, &other.to_json());
+            }
+        }
+        output.push(b'\n');
+    }
+
     /// Encodes the payload as the JSON value that `console` and `file` sinks write: the full Event API
     /// body for a conversion, the record for a dead letter, the message itself otherwise.
     pub fn to_json(&self) -> Value {
@@ -122,14 +135,26 @@ pub struct Conversion {
 impl Conversion {
     /// Builds the complete Event API request body for this conversion alone.
     pub fn to_body(&self) -> Value {
-        let mut body = match serde_json::to_value(&*self.batch_key) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        };
-        let visitor = serde_json::to_value(&self.visitor).unwrap_or(Value::Null);
-        body.insert("visitors".to_owned(), Value::Array(vec![visitor]));
-        Value::Object(body)
+        serde_json::to_value(self.body()).unwrap_or(Value::Null)
     }
+
+    /// Writes the complete Event API request body as compact JSON, without building a `Value`.
+    pub fn write_body(&self, output: &mut Vec<u8>) {
+        // Serializing these plain structs into a Vec cannot fail: every map key is a string.
+        let _ = serde_json::to_writer(output, &self.body());
+    }
+
+    fn body(&self) -> Body<'_> {
+        Body { key: &self.batch_key, visitors: [&self.visitor] }
+    }
+}
+
+/// A request body with one visitor, serialized with the top-level fields first.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(flatten)]
+    key: &'a BatchKey,
+    visitors: [&'a Visitor; 1],
 }
 
 /// A visitor entry of an Event API request.

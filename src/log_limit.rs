@@ -3,6 +3,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// The most keys a limiter remembers. Keys can come from input (an unknown event key per message), so
+/// without a bound the map would grow with the input.
+const MAX_KEYS: usize = 1024;
+
 /// Lets one log line per key through per interval and counts the occurrences in between.
 #[derive(Debug)]
 pub struct LogLimiter {
@@ -32,6 +36,15 @@ impl LogLimiter {
                 Some(total)
             }
             None => {
+                if self.entries.len() >= MAX_KEYS {
+                    // Keys whose interval has passed would log again anyway; when none has, forgetting
+                    // all of them costs at most one extra line per key.
+                    let interval = self.interval;
+                    self.entries.retain(|_, (last, _)| now.duration_since(*last) < interval);
+                    if self.entries.len() >= MAX_KEYS {
+                        self.entries.clear();
+                    }
+                }
                 self.entries.insert(key.to_owned(), (now, 0));
                 Some(1)
             }
@@ -49,6 +62,15 @@ mod tests {
         assert_eq!(limiter.check("unknown_event_key"), Some(1));
         assert_eq!(limiter.check("unknown_event_key"), None);
         assert_eq!(limiter.check("missing_user_id"), Some(1));
+    }
+
+    #[test]
+    fn remembered_keys_bounded() {
+        let mut limiter = LogLimiter::new(Duration::from_secs(60));
+        for index in 0..10 * MAX_KEYS {
+            limiter.check(&format!("key-{index}"));
+        }
+        assert!(limiter.entries.len() <= MAX_KEYS, "{} keys remembered", limiter.entries.len());
     }
 
     #[test]

@@ -17,6 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 mod delete_user;
 
+/// The allocator. Mapping a message allocates many small strings and maps, and mimalloc serves them
+/// faster than the system allocator: `malloc` and `free` took about 40% of the CPU time of the
+/// end-to-end benchmark before (perf, 2-core machine; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
 /// Exit status for a component that failed to start, such as a datafile that could not be loaded.

@@ -23,7 +23,7 @@ impl ConsoleSinkConfig {
             metrics.received(events.len() as u64, 0);
             buffer.clear();
             for event in &events {
-                write_json_line(&mut buffer, &event.payload.to_json());
+                event.payload.write_json_line(&mut buffer);
             }
 
             let written = match stdout.write_all(&buffer).await {
@@ -46,11 +46,4 @@ impl ConsoleSinkConfig {
             }
         }
     }
-}
-
-/// Appends `value` as compact JSON and a newline.
-pub fn write_json_line(buffer: &mut Vec<u8>, value: &serde_json::Value) {
-    // Serializing a `Value` into a Vec cannot fail: every map key is a string.
-    let _ = serde_json::to_writer(&mut *buffer, value);
-    buffer.push(b'\n');
 }

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::console::write_json_line;
 use crate::ack::EventStatus;
 use crate::observability::{ComponentKind, ComponentMetrics};
 use crate::topology::Input;
@@ -52,7 +51,7 @@ impl FileSinkConfig {
             metrics.received(events.len() as u64, 0);
             buffer.clear();
             for event in &events {
-                write_json_line(&mut buffer, &event.payload.to_json());
+                event.payload.write_json_line(&mut buffer);
             }
 
             let written = match file.write_all(&buffer).await {

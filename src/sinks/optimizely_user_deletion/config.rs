@@ -142,12 +142,19 @@ impl Default for DeletionRequestConfig {
 pub enum BuildError {
     /// One or more settings have invalid values; every problem is listed.
     #[error("invalid settings for sink `{component_id}`: {}", .problems.join("; "))]
-    InvalidConfig { component_id: String, problems: Vec<String> },
+    InvalidConfig {
+        /// The sink's id.
+        component_id: String,
+        /// Each invalid setting, with its value and the accepted range.
+        problems: Vec<String>,
+    },
 
     /// The HTTP client could not be created, for example because the TLS backend failed to load.
     #[error("failed to build the HTTP client of sink `{component_id}`: {source}")]
     HttpClient {
+        /// The sink's id.
         component_id: String,
+        /// The client's error.
         #[source]
         source: reqwest::Error,
     },

@@ -5,7 +5,7 @@
 //! - A plain path (`path`, default `/events`) taking newline-delimited JSON or a JSON array, as the
 //!   HTTP outputs of log shippers send.
 //!
-//! [`body`] parses bodies, [`acks`] collects a request's outcomes, and [`server`] handles requests.
+//! [`body`] parses bodies, [`acks`] collects a request's outcomes, and `server` handles requests.
 
 pub mod acks;
 pub mod body;

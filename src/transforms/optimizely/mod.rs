@@ -1,6 +1,6 @@
 //! The `optimizely` transform: maps Segment messages to Event API conversions using a datafile.
 //!
-//! - [`config`]: the settings; [`mapper`] and [`fields`]: the mapping rules of one message;
+//! - [`config`]: the settings; [`mapper`] and `fields`: the mapping rules of one message;
 //!   [`transform`]: the running component with its outputs.
 //! - [`datafile`] and [`datafile_source`]: the datafile model and where it is loaded from.
 //! - [`timestamp`], [`number`], [`path`], [`message_uuid`]: value-level rules.

@@ -78,6 +78,62 @@ impl OptimizelyTransform {
         }
     }
 
+    /// Creates the transform from its settings written as TOML, as in a `[transforms.ID]` table without
+    /// `type` and `inputs`, with `datafile` as its first datafile. The `[datafile]` table is still
+    /// required, but the transform does not load it.
+    ///
+    /// Fails with every unknown option and invalid value, each with a "did you mean" hint where one fits.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use optimizely_relay::transforms::optimizely::{datafile::Datafile, OptimizelyTransform, MapOutcome};
+    /// let datafile = Datafile::parse(include_bytes!("../../../config-examples/quickstart-datafile.json"))?;
+    /// let settings = "revenue_unit = \"dollars\"\n[datafile]\npath = \"unused.json\"";
+    /// let transform = OptimizelyTransform::from_toml("opt", settings, Arc::new(datafile))?;
+    ///
+    /// let outcome = transform.map_bytes(br#"{"type":"track","event":"order_completed","userId":"u-1","timestamp":"2026-12-01T10:00:00Z","properties":{"revenue":"19.99"}}"#);
+    /// let MapOutcome::Conversion(conversion, _) = outcome else { panic!("expected a conversion") };
+    /// assert_eq!(conversion.visitor.snapshots[0].events[0].revenue, Some(1999));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_toml(
+        id: impl Into<String>,
+        settings: &str,
+        datafile: Arc<Datafile>,
+    ) -> Result<OptimizelyTransform, crate::config::ConfigErrors> {
+        let id = id.into();
+        let label = format!("transforms.{id}");
+        let as_errors = |messages: Vec<String>| {
+            crate::config::ConfigErrors(
+                messages.into_iter().map(|message| crate::config::ConfigError::component(&label, message)).collect(),
+            )
+        };
+        let table: toml::Table =
+            toml::from_str(settings).map_err(|error| as_errors(vec![format!("invalid TOML: {}", error.message())]))?;
+        let crate::transforms::TransformConfig::Optimizely(config) =
+            crate::transforms::TransformConfig::parse("optimizely", table).map_err(as_errors)?;
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(as_errors(problems));
+        }
+        Ok(OptimizelyTransform::new(id, &config, datafile))
+    }
+
+    /// Maps one Segment message given as JSON bytes, such as a line of NDJSON. A UTF-8 byte order mark
+    /// and a trailing `\r` are ignored; bytes that are not JSON give [`MapOutcome::Rejected`] with the
+    /// reason `invalid_json`. A `{"batch":[...]}` envelope is one message here: expand it with
+    /// [`crate::sources::decode::decode_line`] first.
+    pub fn map_bytes(&self, line: &[u8]) -> MapOutcome {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        match serde_json::from_slice::<Value>(line) {
+            Ok(message) => self.map_message(&message),
+            Err(error) => {
+                MapOutcome::Rejected(Rejection { reason: "invalid_json", message: format!("invalid JSON: {error}") })
+            }
+        }
+    }
+
     /// Returns the component id.
     pub fn id(&self) -> &str {
         &self.id

@@ -1,0 +1,127 @@
+//! End-to-end throughput of the release binary: generated Segment messages on standard input →
+//! `optimizely` transform → `optimizely_events` sink → a local server that accepts and discards the
+//! requests. Prints events per second, bytes per second, CPU seconds and peak RSS of the relay.
+//!
+//!     cargo bench --bench end_to_end -- --events 1000000
+//!
+//! `--events N` sets the number of messages (default 1,000,000); `--seed S` the generator's seed.
+
+mod workload;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+
+fn argument(name: &str, default: u64) -> u64 {
+    let arguments: Vec<String> = std::env::args().collect();
+    arguments
+        .iter()
+        .position(|argument| argument == name)
+        .and_then(|index| arguments.get(index + 1))
+        .and_then(|value| value.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// Starts a server on 127.0.0.1 that answers 204 to every request; returns its address and a counter
+/// of request body bytes.
+fn start_discarding_server(runtime: &tokio::runtime::Runtime) -> (SocketAddr, Arc<AtomicU64>) {
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1:0");
+    let address = listener.local_addr().expect("local address");
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(body.len() as u64, Ordering::Relaxed);
+            StatusCode::NO_CONTENT
+        }
+    });
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    (address, received)
+}
+
+fn main() {
+    let events = argument("--events", 1_000_000) as usize;
+    let seed = argument("--seed", 7);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let (address, received_bytes) = start_discarding_server(&runtime);
+
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let input_path = directory.path().join("events.ndjson");
+    let input = workload::generate(events, seed);
+    std::fs::write(&input_path, &input).expect("write the input");
+    let datafile = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/quickstart-datafile.json");
+    let config_path = directory.path().join("relay.toml");
+    let mut config = std::fs::File::create(&config_path).expect("create the configuration");
+    write!(
+        config,
+        r#"
+[sources.in]
+type = "stdin"
+
+[transforms.opt]
+type = "optimizely"
+inputs = ["in"]
+revenue_unit = "dollars"
+[transforms.opt.datafile]
+path = "{datafile}"
+[transforms.opt.event_keys]
+"Order Completed" = "order_completed"
+"Signed Up" = "signed_up"
+
+[sinks.api]
+type = "optimizely_events"
+inputs = ["opt"]
+endpoint = "http://{address}/v1/events"
+
+[sinks.dead_letters]
+type = "file"
+inputs = ["opt.dropped", "api.dropped"]
+path = "{dead_letters}"
+"#,
+        datafile = datafile.display(),
+        dead_letters = directory.path().join("dead.ndjson").display(),
+    )
+    .expect("write the configuration");
+
+    let started = Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_optimizely-relay"))
+        .args(["--log-level", "warn", "run", "--config", config_path.to_str().unwrap()])
+        .stdin(std::fs::File::open(&input_path).expect("open the input"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run optimizely-relay");
+    let elapsed = started.elapsed().as_secs_f64();
+    let usage = children_usage();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary = stderr.lines().find(|line| line.starts_with("summary: ")).unwrap_or("summary: missing");
+    assert!(output.status.success(), "the relay failed:\n{stderr}");
+    println!("machine:        {} cores", std::thread::available_parallelism().map_or(0, |cores| cores.get()));
+    println!("events:         {events} ({:.1} MB of NDJSON, seed {seed})", input.len() as f64 / 1e6);
+    println!("{summary}");
+    println!("wall time:      {elapsed:.2} s");
+    println!(
+        "throughput:     {:.0} events/s, {:.1} MB/s in",
+        events as f64 / elapsed,
+        input.len() as f64 / 1e6 / elapsed
+    );
+    println!("sent:           {:.1} MB of request bodies", received_bytes.load(Ordering::Relaxed) as f64 / 1e6);
+    println!("relay CPU:      {:.2} s user + {:.2} s system", usage.0, usage.1);
+    println!("relay peak RSS: {:.1} MB", usage.2 as f64 / 1024.0);
+}
+
+/// Returns user and system CPU seconds and peak RSS in KiB of the finished child processes.
+fn children_usage() -> (f64, f64, i64) {
+    // SAFETY: `getrusage` writes into the zeroed struct it is given and reads nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
+    (seconds(usage.ru_utime), seconds(usage.ru_stime), usage.ru_maxrss)
+}

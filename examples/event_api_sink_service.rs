@@ -25,7 +25,7 @@ impl AckReceiver for Outcomes {
     }
 }
 
-/// Starts a server on 127.0.0.1 that answers 204 to every request, and returns its events URL.
+/// Starts a server on 127.0.0.1 that responds 204 to every request, and returns its events URL.
 async fn start_stand_in() -> Result<String, Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/events", listener.local_addr()?);

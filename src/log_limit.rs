@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// The most keys a limiter remembers. Keys can come from input (an unknown event key per message), so
+/// The maximum number of keys a limiter remembers. Keys can come from input (an unknown event key per message), so
 /// without a bound the map would grow with the input.
 const MAX_KEYS: usize = 1024;
 

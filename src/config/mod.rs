@@ -94,6 +94,27 @@ impl Config {
 
     /// Loads a configuration from TOML text. `base` resolves relative paths; `lookup` reads environment
     /// variables for `${VAR}` interpolation.
+    ///
+    /// Fails with every problem found, each naming the component and the option:
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use optimizely_relay::config::Config;
+    ///
+    /// let text = r#"
+    ///     [sources.in]
+    ///     type = "stdin"
+    ///     [sinks.out]
+    ///     type = "console"
+    ///     inputs = ["in"]
+    ///     buffer.max_evnts = 10
+    /// "#;
+    /// let errors = Config::from_toml(text, Path::new("."), &|_| None).unwrap_err();
+    /// assert_eq!(
+    ///     errors.0[0].to_string(),
+    ///     "sinks.out: unknown option `buffer.max_evnts`; did you mean `buffer.max_events`?"
+    /// );
+    /// ```
     pub fn from_toml(text: &str, base: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut root: toml::Table = toml::from_str(text)
             .map_err(|error| ConfigErrors(vec![ConfigError::global(format!("invalid TOML: {}", error.message()))]))?;

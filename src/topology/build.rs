@@ -93,6 +93,36 @@ impl Topology {
 
 /// Builds every component of a validated configuration: loads datafiles, opens files, and wires the
 /// channels. Returns every failure, not only the first.
+///
+/// ```
+/// use std::path::Path;
+/// use optimizely_relay::{config::Config, topology};
+/// use tokio_util::sync::CancellationToken;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let directory = std::env::temp_dir().join(format!("relay-doctest-{}", std::process::id()));
+/// std::fs::create_dir_all(&directory).unwrap();
+/// std::fs::write(directory.join("in.ndjson"), "{\"type\":\"identify\",\"userId\":\"u\"}\n").unwrap();
+/// let text = r#"
+///     [sources.in]
+///     type = "file"
+///     include = ["in.ndjson"]
+///     mode = "once"
+///     [sinks.out]
+///     type = "file"
+///     inputs = ["in"]
+///     path = "out.ndjson"
+/// "#;
+/// let config = Config::from_toml(text, &directory, &|_| None).unwrap();
+/// let pipeline = topology::build(&config).await.unwrap();
+///
+/// // Cancelling the token would stop the sources; a read-once run also ends by itself.
+/// let report = pipeline.run(CancellationToken::new()).await;
+/// assert_eq!(report.summary.sent, 1);
+/// assert!(report.is_success());
+/// # std::fs::remove_dir_all(&directory).unwrap();
+/// # });
+/// ```
 pub async fn build(config: &Config) -> Result<Topology, Vec<BuildError>> {
     // The recorder must exist before components register their metrics.
     let metrics = match &config.global.api {

@@ -28,7 +28,7 @@
 //! - Map messages alone: [`transforms::optimizely::OptimizelyTransform`] (`from_toml`, `map_message`,
 //!   `map_bytes`, `set_datafile` to swap the datafile).
 //! - Deliver conversions from your own code: [`sinks::optimizely_events::OptimizelyEventsSink`] fed
-//!   through a [`topology::buffer`], with outcomes reported to your [`ack::AckReceiver`].
+//!   through a [`topology::buffer()`], with outcomes reported to your [`ack::AckReceiver`].
 //! - Run a whole pipeline in-process: [`config::Config::from_toml`], [`topology::build`],
 //!   [`topology::Topology::run`].
 //!

@@ -55,6 +55,10 @@ fn main() {
     let input_path = directory.path().join("events.ndjson");
     let input = workload::generate(events, seed);
     std::fs::write(&input_path, &input).expect("write the input");
+    let input_bytes = input.len();
+    // Freed before the relay is spawned: a child's peak RSS as `getrusage` reports it includes the
+    // parent's pages until `exec`, so a large input held here would show up as the relay's memory.
+    drop(input);
     let datafile = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/quickstart-datafile.json");
     let config_path = directory.path().join("relay.toml");
     let mut config = std::fs::File::create(&config_path).expect("create the configuration");
@@ -90,34 +94,69 @@ path = "{dead_letters}"
     .expect("write the configuration");
 
     let started = Instant::now();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_optimizely-relay"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_optimizely-relay"))
         .args(["--log-level", "warn", "run", "--config", config_path.to_str().unwrap()])
         .stdin(std::fs::File::open(&input_path).expect("open the input"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .output()
+        .spawn()
         .expect("run optimizely-relay");
+    let samples = sample_memory(child.id());
+    let output = child.wait_with_output().expect("wait for optimizely-relay");
     let elapsed = started.elapsed().as_secs_f64();
+    let samples = samples.join().unwrap_or_default();
     let usage = children_usage();
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     let summary = stderr.lines().find(|line| line.starts_with("summary: ")).unwrap_or("summary: missing");
     assert!(output.status.success(), "the relay failed:\n{stderr}");
     println!("machine:        {} cores", std::thread::available_parallelism().map_or(0, |cores| cores.get()));
-    println!("events:         {events} ({:.1} MB of NDJSON, seed {seed})", input.len() as f64 / 1e6);
+    println!("events:         {events} ({:.1} MB of NDJSON, seed {seed})", input_bytes as f64 / 1e6);
     println!("{summary}");
     println!("wall time:      {elapsed:.2} s");
     println!(
         "throughput:     {:.0} events/s, {:.1} MB/s in",
         events as f64 / elapsed,
-        input.len() as f64 / 1e6 / elapsed
+        input_bytes as f64 / 1e6 / elapsed
     );
     println!("sent:           {:.1} MB of request bodies", received_bytes.load(Ordering::Relaxed) as f64 / 1e6);
     println!("relay CPU:      {:.2} s user + {:.2} s system", usage.0, usage.1);
-    println!("relay peak RSS: {:.1} MB", usage.2 as f64 / 1024.0);
+    match samples.iter().map(|sample| sample.2).max() {
+        Some(high_water) => {
+            println!("relay peak RSS: {:.1} MB (VmHWM of the relay process)", high_water as f64 / 1024.0)
+        }
+        None => println!("relay peak RSS: {:.1} MB (getrusage)", usage.2 as f64 / 1024.0),
+    }
+    let timeline: Vec<String> = samples
+        .iter()
+        .step_by(5)
+        .map(|(seconds, rss, _)| format!("{seconds:.0}s:{:.0}", *rss as f64 / 1024.0))
+        .collect();
+    println!("relay RSS (MB) every second: {}", timeline.join(" "));
 }
 
-/// Returns user and system CPU seconds and peak RSS in KiB of the finished child processes.
+/// Samples the RSS and peak RSS (KiB) of process `pid` from /proc every 200 ms until it exits.
+fn sample_memory(pid: u32) -> std::thread::JoinHandle<Vec<(f64, u64, u64)>> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut samples = Vec::new();
+        let field = |status: &str, name: &str| -> Option<u64> {
+            let line = status.lines().find(|line| line.starts_with(name))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        };
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            match (field(&status, "VmRSS:"), field(&status, "VmHWM:")) {
+                (Some(rss), Some(high_water)) => samples.push((started.elapsed().as_secs_f64(), rss, high_water)),
+                _ => break,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        samples
+    })
+}
+
+/// Returns user and system CPU seconds and peak RSS in KiB of the finished child processes. The
+/// peak RSS includes pages of this process from before `exec`; the /proc samples measure the relay.
 fn children_usage() -> (f64, f64, i64) {
     // SAFETY: `getrusage` writes into the zeroed struct it is given and reads nothing else.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

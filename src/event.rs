@@ -80,8 +80,12 @@ pub struct Unparsed {
     pub text: String,
     /// The parser's error message, with line and column.
     pub error: String,
-    /// The dead-letter reason: `invalid_json`, or `line_too_long` for input over the line limit.
+    /// The dead-letter reason: `invalid_json`, `invalid_utf8`, `too_deep`, or `line_too_long` for
+    /// input over the line limit.
     pub reason: &'static str,
+    /// The exact input, kept only when it is not valid UTF-8, because `text` then lost bytes.
+    /// Dead-letter records carry it in base64 as `event_base64`.
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// The top-level fields of an Event API request: everything but `visitors`, plus the endpoint URL.

@@ -5,10 +5,12 @@
 //! - A plain path (`path`, default `/events`) taking newline-delimited JSON or a JSON array, as the
 //!   HTTP outputs of log shippers send.
 //!
-//! [`body`] parses bodies, [`acks`] collects a request's outcomes, and [`server`] handles requests.
+//! [`body`] parses bodies, [`acks`] collects a request's outcomes, `connections` accepts and limits
+//! connections, and `server` handles requests.
 
 pub mod acks;
 pub mod body;
+mod connections;
 mod server;
 
 use std::net::SocketAddr;
@@ -51,6 +53,18 @@ pub struct HttpServerSourceConfig {
     /// that the client retries. Default 30.
     #[serde(default = "default_ack_timeout_secs")]
     pub ack_timeout_secs: f64,
+    /// Connections served at once at most. Further connections wait in the operating system's
+    /// listen backlog until one closes. Default 128.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client gets to send a request's headers, counted from the first read of each
+    /// request; an idle keep-alive connection is closed after as long. Default 10.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: f64,
+    /// Seconds a client gets to send a request's whole body once its headers are read. A slower
+    /// request gets 408 and its connection is closed. Default 30.
+    #[serde(default = "default_body_read_timeout_secs")]
+    pub body_read_timeout_secs: f64,
 }
 
 /// Authentication of the plain ingestion path.
@@ -81,6 +95,9 @@ impl std::fmt::Debug for HttpServerSourceConfig {
             .field("max_line_bytes", &self.max_line_bytes)
             .field("acknowledgements", &self.acknowledgements)
             .field("ack_timeout_secs", &self.ack_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_read_timeout_secs", &self.body_read_timeout_secs)
             .finish()
     }
 }
@@ -98,6 +115,25 @@ fn default_max_line_bytes() -> usize {
 }
 
 fn default_ack_timeout_secs() -> f64 {
+    30.0
+}
+
+/// The default of `max_connections`. A sidecar's clients, Segment libraries and log shippers, hold
+/// a few connections each, and each connection holds at most one body of `max_body_bytes` (plus its
+/// decompressed copy), so the limit also bounds the memory that request bodies take.
+fn default_max_connections() -> usize {
+    128
+}
+
+/// The default of `header_read_timeout_secs`: request headers are a few hundred bytes that clients
+/// send at once, so ten seconds is generous on any network.
+fn default_header_read_timeout_secs() -> f64 {
+    10.0
+}
+
+/// The default of `body_read_timeout_secs`: Segment's libraries send batches of at most 500 KB, and
+/// 30 seconds is enough for a whole `max_body_bytes` body of 4 MiB at about 1.2 Mbit/s.
+fn default_body_read_timeout_secs() -> f64 {
     30.0
 }
 
@@ -138,11 +174,20 @@ impl HttpServerSourceConfig {
         if self.max_line_bytes == 0 {
             errors.push("invalid value for `max_line_bytes`: 0; give a number of bytes above 0".to_owned());
         }
-        if Duration::try_from_secs_f64(self.ack_timeout_secs).is_err() || self.ack_timeout_secs <= 0.0 {
+        if self.max_connections == 0 || self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
             errors.push(format!(
-                "invalid value for `ack_timeout_secs`: {}; give a positive number of seconds",
-                self.ack_timeout_secs
+                "invalid value for `max_connections`: {}; give a number of connections above 0",
+                self.max_connections
             ));
+        }
+        for (option, seconds) in [
+            ("ack_timeout_secs", self.ack_timeout_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+        ] {
+            if Duration::try_from_secs_f64(seconds).is_err() || seconds <= 0.0 {
+                errors.push(format!("invalid value for `{option}`: {seconds}; give a positive number of seconds"));
+            }
         }
         errors
     }

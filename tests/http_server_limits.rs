@@ -43,6 +43,7 @@ max_connections = {MAX_CONNECTIONS}
 header_read_timeout_secs = 1
 body_read_timeout_secs = 1
 max_body_bytes = 65536
+max_events_per_request = 20
 
 [transforms.opt]
 type = "optimizely"
@@ -265,6 +266,25 @@ async fn connection_flood_served_in_turn() {
     relay.stop().await;
     let expected: Vec<String> = (0..CLIENTS).map(|index| format!("m-flood-{index:02}")).collect();
     assert_eq!(delivered_uuids(&api), expected);
+}
+
+#[tokio::test]
+async fn too_many_events_get_413() {
+    let api = RecordingServer::start().await;
+    let relay = Relay::start(&api).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/events", relay.port);
+
+    let lines: Vec<String> = (0..21).map(|index| track(&format!("m-many-{index:02}"))).collect();
+    let response = client.post(&url).body(lines.join("\n")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("21 events, more than max_events_per_request (20)"), "{body}");
+
+    let response = client.post(&url).body(lines[..20].join("\n")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    relay.stop().await;
+    assert_eq!(delivered_uuids(&api).len(), 20);
 }
 
 #[tokio::test]

@@ -9,6 +9,11 @@ use crate::event::{Payload, Unparsed};
 /// overflowing the stack; deeper input is dead-lettered with the reason `too_deep`.
 pub const MAX_JSON_DEPTH: usize = 127;
 
+/// The most messages one batch envelope may expand into. Each message becomes an event that takes
+/// far more memory than its text, so a larger envelope is dead-lettered whole, as `batch_too_large`.
+/// Segment's tracking API takes batches of at most 500 KB, which hold fewer messages than this.
+pub const MAX_BATCH_MESSAGES: usize = 10_000;
+
 /// The keys of a Segment batch envelope that are not messages.
 const ENVELOPE_CONTEXT_KEY: &str = "context";
 
@@ -104,6 +109,20 @@ pub fn decode_value(value: Value, payloads: &mut Vec<Payload>) {
     }
 
     let Some(Value::Array(messages)) = object.remove("batch") else { return };
+    if messages.len() > MAX_BATCH_MESSAGES {
+        let count = messages.len();
+        object.insert("batch".to_owned(), Value::Array(messages));
+        object.remove("writeKey");
+        payloads.push(Payload::Unparsed(Unparsed {
+            text: Value::Object(object).to_string(),
+            error: format!(
+                "the batch envelope holds {count} messages, more than the maximum of {MAX_BATCH_MESSAGES}; send smaller batches"
+            ),
+            reason: "batch_too_large",
+            bytes: None,
+        }));
+        return;
+    }
     let shared_context = match object.remove(ENVELOPE_CONTEXT_KEY) {
         Some(Value::Object(context)) => Some(context),
         _ => None,
@@ -272,6 +291,18 @@ mod tests {
     fn crlf_and_bom_together() {
         let payloads = decode("\u{FEFF}{\"type\":\"track\"}\r");
         assert_eq!(message(&payloads[0]), &json!({"type": "track"}));
+    }
+
+    #[test]
+    fn oversized_batch_dead_lettered_whole() {
+        let messages = vec!["{}"; MAX_BATCH_MESSAGES + 1].join(",");
+        let unparsed = unparsed_of(format!(r#"{{"writeKey":"secret","batch":[{messages}]}}"#).as_bytes());
+        assert_eq!(unparsed.reason, "batch_too_large");
+        assert!(unparsed.error.contains("10001 messages"), "{}", unparsed.error);
+        assert!(!unparsed.text.contains("secret"), "the write key is removed");
+
+        let largest = vec!["{}"; MAX_BATCH_MESSAGES].join(",");
+        assert_eq!(decode(&format!(r#"{{"batch":[{largest}]}}"#)).len(), MAX_BATCH_MESSAGES);
     }
 
     #[test]

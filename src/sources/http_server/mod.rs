@@ -65,6 +65,10 @@ pub struct HttpServerSourceConfig {
     /// request gets 408 and its connection is closed. Default 30.
     #[serde(default = "default_body_read_timeout_secs")]
     pub body_read_timeout_secs: f64,
+    /// Events one request may carry, after batches are expanded. A request with more gets 413,
+    /// because every event takes far more memory than its text. Default 10000.
+    #[serde(default = "default_max_events_per_request")]
+    pub max_events_per_request: usize,
 }
 
 /// Authentication of the plain ingestion path.
@@ -98,6 +102,7 @@ impl std::fmt::Debug for HttpServerSourceConfig {
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
+            .field("max_events_per_request", &self.max_events_per_request)
             .finish()
     }
 }
@@ -123,6 +128,12 @@ fn default_ack_timeout_secs() -> f64 {
 /// decompressed copy), so the limit also bounds the memory that request bodies take.
 fn default_max_connections() -> usize {
     128
+}
+
+/// The default of `max_events_per_request`: as many as one batch envelope may hold, and more than a
+/// Segment library sends in its batches of at most 500 KB.
+fn default_max_events_per_request() -> usize {
+    crate::sources::decode::MAX_BATCH_MESSAGES
 }
 
 /// The default of `header_read_timeout_secs`: request headers are a few hundred bytes that clients
@@ -173,6 +184,9 @@ impl HttpServerSourceConfig {
         }
         if self.max_line_bytes == 0 {
             errors.push("invalid value for `max_line_bytes`: 0; give a number of bytes above 0".to_owned());
+        }
+        if self.max_events_per_request == 0 {
+            errors.push("invalid value for `max_events_per_request`: 0; give a number of events above 0".to_owned());
         }
         if self.max_connections == 0 || self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
             errors.push(format!(

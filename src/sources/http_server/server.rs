@@ -200,6 +200,14 @@ impl Shared {
         if count == 0 {
             return respond(StatusCode::OK, json!({"success": true, "accepted": 0}));
         }
+        if count > self.config.max_events_per_request {
+            self.warn("too_many_events", "rejected a request with more events than max_events_per_request");
+            let message = format!(
+                "the request carries {count} events, more than max_events_per_request ({}); send smaller requests",
+                self.config.max_events_per_request
+            );
+            return failure(StatusCode::PAYLOAD_TOO_LARGE, &message);
+        }
 
         let positions: Vec<Position> = payloads.iter().map(|(position, _)| *position).collect();
         let acks = self.config.acknowledgements.then(|| RequestAcks::new(self.stats.clone(), count));

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target, or the ones named, one after another, each for SECONDS (default 300).
 # Works on the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo fuzz pass its -Z flags to stable rustc.
-# New inputs go to corpus/TARGET (not committed); seeds/TARGET holds the committed seeds; crashes
-# go to artifacts/TARGET; the output of each run goes to logs/TARGET.log.
+# New inputs go to corpus/TARGET, which is not committed, and seeds/TARGET contains the committed
+# seeds. Crashes go to artifacts/TARGET, and the output of each run goes to logs/TARGET.log.
 set -uo pipefail
 cd "$(dirname "$0")"
 

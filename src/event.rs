@@ -48,8 +48,8 @@ impl Event {
 pub enum Payload {
     /// A Segment message as a source read it.
     Message(Value),
-    /// Input a source could not parse as JSON. The `optimizely` transform dead-letters it with the
-    /// reason `invalid_json`.
+    /// Input a source could not parse as JSON, or rejected before parsing. The `optimizely` transform
+    /// dead-letters it with its `reason`.
     Unparsed(Unparsed),
     /// An Event API request body holding one visitor.
     Conversion(Conversion),

@@ -9,7 +9,8 @@ use support::{read_json_lines, run_binary, write_file, RecordingServer};
 
 const MAX_LINE_BYTES: usize = 32 * 1024;
 
-/// A valid track message for the quickstart datafile with the uuid `message_id`; `extra` adds fields.
+/// Builds a valid track message for the quickstart datafile with the uuid `message_id`. `extra`
+/// adds fields.
 fn track(message_id: &str, extra: &str) -> String {
     format!(
         r#"{{"type":"track","event":"order_completed","userId":"user-1","messageId":"{message_id}","timestamp":"2026-11-30T14:03:27Z"{extra}}}"#

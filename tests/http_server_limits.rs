@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 const MAX_CONNECTIONS: usize = 4;
 
-/// A valid track message for the quickstart datafile.
+/// Builds a valid track message for the quickstart datafile.
 fn track(message_id: &str) -> String {
     format!(
         r#"{{"type":"track","event":"order_completed","userId":"u-1","messageId":"{message_id}","timestamp":"2026-11-30T14:03:27Z"}}"#

@@ -18,7 +18,7 @@ struct DecimalText {
 }
 
 impl DecimalText {
-    /// The JSON number text, such as `-19.99` or `1999e-2`.
+    /// Returns the JSON number text, such as `-19.99` or `1999e-2`.
     fn json(&self) -> String {
         let mut text = String::new();
         if self.negative {
@@ -35,7 +35,7 @@ impl DecimalText {
         text
     }
 
-    /// The value × 10^`shift` as a fraction `numerator / denominator` of big integers.
+    /// Returns the value × 10^`shift` as a fraction `numerator / denominator` of big integers.
     fn scaled(&self, shift: i32) -> (BigInt, BigInt) {
         let digits = format!("{}{}", self.integer, self.fraction);
         let mut numerator: BigInt = digits.parse().expect("digits");
@@ -216,7 +216,7 @@ impl DateTimeText {
         text
     }
 
-    /// The epoch milliseconds of the text, with the fraction truncated to the millisecond.
+    /// Returns the epoch milliseconds of the text, with the fraction truncated to the millisecond.
     fn epoch_ms(&self) -> i64 {
         let milliseconds: i64 = format!("{:0<3}", self.fraction)[..3].parse().expect("digits");
         let offset = match (self.offset_minutes, self.zone_form % 3) {

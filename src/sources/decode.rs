@@ -9,9 +9,10 @@ use crate::event::{Payload, Unparsed};
 /// overflowing the stack; deeper input is dead-lettered with the reason `too_deep`.
 pub const MAX_JSON_DEPTH: usize = 127;
 
-/// The most messages one batch envelope may expand into. Each message becomes an event that takes
-/// far more memory than its text, so a larger envelope is dead-lettered whole, as `batch_too_large`.
-/// Segment's tracking API takes batches of at most 500 KB, which hold fewer messages than this.
+/// The maximum number of messages one batch envelope may expand into. Each message becomes an event
+/// that takes far more memory than its text, so a larger envelope is dead-lettered whole, as
+/// `batch_too_large`. Segment's HTTP Tracking API documents a limit of 500 KB per batch request,
+/// which leaves room for fewer messages than this.
 pub const MAX_BATCH_MESSAGES: usize = 10_000;
 
 /// The keys of a Segment batch envelope that are not messages.

@@ -26,7 +26,7 @@ fn key(revision: &str) -> Arc<BatchKey> {
     })
 }
 
-/// A conversion whose visitor id is `id` and whose encoded size grows with `padding`.
+/// Builds a conversion whose visitor id is `id` and whose encoded size grows with `padding`.
 fn conversion(key: &Arc<BatchKey>, id: &str, padding: usize) -> Event {
     let mut tags = serde_json::Map::new();
     tags.insert("padding".to_owned(), Value::String("x".repeat(padding)));
@@ -69,7 +69,7 @@ fn checked_body(batch: &Batch, limits: &BatchLimits) -> Result<Vec<String>, Test
     Ok(visitors.iter().map(|visitor| visitor["visitor_id"].as_str().unwrap_or_default().to_owned()).collect())
 }
 
-/// Where one conversion ended.
+/// The final place of one conversion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Delivered,

@@ -23,8 +23,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub(super) struct ConnectionLimits {
     /// Connections served at once at most.
     pub max_connections: usize,
-    /// Time limit for receiving a request's headers, counted from the first read of each request;
-    /// it also closes a keep-alive connection that stays idle this long.
+    /// Time limit for receiving a request's headers, counted from the first read of each request.
+    /// A keep-alive connection that stays idle this long is closed too.
     pub header_read_timeout: Duration,
 }
 

@@ -58,7 +58,7 @@ pub struct HttpServerSourceConfig {
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Seconds a client gets to send a request's headers, counted from the first read of each
-    /// request; an idle keep-alive connection is closed after as long. Default 10.
+    /// request. An idle keep-alive connection is closed after as long. Default 10.
     #[serde(default = "default_header_read_timeout_secs")]
     pub header_read_timeout_secs: f64,
     /// Seconds a client gets to send a request's whole body once its headers are read. A slower
@@ -123,27 +123,27 @@ fn default_ack_timeout_secs() -> f64 {
     30.0
 }
 
-/// The default of `max_connections`. A sidecar's clients, Segment libraries and log shippers, hold
-/// a few connections each, and each connection holds at most one body of `max_body_bytes` (plus its
-/// decompressed copy), so the limit also bounds the memory that request bodies take.
+/// Returns the default of `max_connections`. A sidecar's clients, Segment libraries and log
+/// shippers, keep a few connections each. Each connection reads one body of `max_body_bytes` at
+/// most (plus its decompressed copy), so the limit also bounds the memory that request bodies take.
 fn default_max_connections() -> usize {
     128
 }
 
-/// The default of `max_events_per_request`: as many as one batch envelope may hold, and more than a
-/// Segment library sends in its batches of at most 500 KB.
+/// Returns the default of `max_events_per_request`: as many as one batch envelope may expand into,
+/// which is more than fit in the 500 KB batch requests that Segment's HTTP Tracking API takes.
 fn default_max_events_per_request() -> usize {
     crate::sources::decode::MAX_BATCH_MESSAGES
 }
 
-/// The default of `header_read_timeout_secs`: request headers are a few hundred bytes that clients
+/// Returns the default of `header_read_timeout_secs`. Request headers are a few hundred bytes that clients
 /// send at once, so ten seconds is generous on any network.
 fn default_header_read_timeout_secs() -> f64 {
     10.0
 }
 
-/// The default of `body_read_timeout_secs`: Segment's libraries send batches of at most 500 KB, and
-/// 30 seconds is enough for a whole `max_body_bytes` body of 4 MiB at about 1.2 Mbit/s.
+/// Returns the default of `body_read_timeout_secs`. Segment's HTTP Tracking API takes batch requests
+/// of 500 KB at most, and 30 seconds is enough for a whole 4 MiB body at about 1.2 Mbit/s.
 fn default_body_read_timeout_secs() -> f64 {
     30.0
 }

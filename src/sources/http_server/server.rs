@@ -73,7 +73,7 @@ pub(super) async fn serve(config: HttpServerSourceConfig, context: SourceContext
 }
 
 /// Reads the whole request body, at most `max_body_bytes` of it, within `body_read_timeout_secs`,
-/// before the handler runs. So a client that sends its body slowly, or never finishes it, holds its
+/// before the handler runs. So a client that sends its body slowly, or never finishes it, keeps its
 /// connection for a bounded time and gets 408.
 async fn read_body(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();

@@ -48,8 +48,8 @@ impl Event {
 pub enum Payload {
     /// A Segment message as a source read it.
     Message(Value),
-    /// Input a source could not parse as JSON. The `optimizely` transform dead-letters it with the
-    /// reason `invalid_json`.
+    /// Input a source could not parse as JSON, or rejected before parsing. The `optimizely` transform
+    /// dead-letters it with its `reason`.
     Unparsed(Unparsed),
     /// An Event API request body holding one visitor.
     Conversion(Conversion),
@@ -93,8 +93,12 @@ pub struct Unparsed {
     pub text: String,
     /// The parser's error message, with line and column.
     pub error: String,
-    /// The dead-letter reason: `invalid_json`, or `line_too_long` for input over the line limit.
+    /// The dead-letter reason: `invalid_json`, `invalid_utf8`, `too_deep`, or `line_too_long` for
+    /// input over the line limit.
     pub reason: &'static str,
+    /// The exact input, kept only when it is not valid UTF-8, because `text` then lost bytes.
+    /// Dead-letter records carry it in base64 as `event_base64`.
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// The top-level fields of an Event API request: everything but `visitors`, plus the endpoint URL.

@@ -4,6 +4,17 @@ use serde_json::Value;
 
 use crate::event::{Payload, Unparsed};
 
+/// The deepest nesting of arrays and objects that a JSON document may have: the document's own
+/// object or array is level 1. This is serde_json's recursion limit, which keeps parsing from
+/// overflowing the stack; deeper input is dead-lettered with the reason `too_deep`.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// The maximum number of messages one batch envelope may expand into. Each message becomes an event
+/// that takes far more memory than its text, so a larger envelope is dead-lettered whole, as
+/// `batch_too_large`. Segment's HTTP Tracking API documents a limit of 500 KB per batch request,
+/// which leaves room for fewer messages than this.
+pub const MAX_BATCH_MESSAGES: usize = 10_000;
+
 /// The keys of a Segment batch envelope that are not messages.
 const ENVELOPE_CONTEXT_KEY: &str = "context";
 
@@ -22,12 +33,66 @@ pub fn decode_line(line: &[u8], payloads: &mut Vec<Payload>) {
 
     match serde_json::from_slice::<Value>(line) {
         Ok(value) => decode_value(value, payloads),
-        Err(error) => payloads.push(Payload::Unparsed(Unparsed {
-            text: String::from_utf8_lossy(line).into_owned(),
-            error: format!("invalid JSON: {error}"),
-            reason: "invalid_json",
-        })),
+        Err(error) => payloads.push(Payload::Unparsed(unparsed(line, &error, "invalid JSON"))),
     }
+}
+
+/// Describes input that serde_json failed to parse, with the most specific reason:
+/// `invalid_utf8` when the bytes are not UTF-8 (the record then keeps the exact bytes),
+/// `too_deep` when arrays and objects nest deeper than [`MAX_JSON_DEPTH`], else `invalid_json`.
+/// `what` starts the message of an `invalid_json` record, such as `invalid JSON array`.
+pub fn unparsed(input: &[u8], error: &serde_json::Error, what: &str) -> Unparsed {
+    let text = String::from_utf8_lossy(input).into_owned();
+    if let Err(utf8_error) = std::str::from_utf8(input) {
+        let error = format!(
+            "invalid UTF-8 at byte {}: the input must be UTF-8 text; the record keeps the exact bytes in `event_base64`",
+            utf8_error.valid_up_to()
+        );
+        return Unparsed { text, error, reason: "invalid_utf8", bytes: Some(input.to_vec()) };
+    }
+
+    let depth = nesting_depth(input);
+    if depth > MAX_JSON_DEPTH {
+        let error = format!(
+            "arrays and objects nest {depth} levels deep, more than the maximum of {MAX_JSON_DEPTH}; flatten the message"
+        );
+        return Unparsed { text, error, reason: "too_deep", bytes: None };
+    }
+
+    let mut error = format!("{what}: {error}");
+    if input.contains(&0) {
+        error.push_str("; the input contains NUL bytes, as a file can after a crash of its writer");
+    }
+    Unparsed { text, error, reason: "invalid_json", bytes: None }
+}
+
+/// Returns the deepest nesting of `[` and `{` outside strings, for input that may not be valid JSON.
+fn nesting_depth(input: &[u8]) -> usize {
+    let mut depth = 0usize;
+    let mut deepest = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in input {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Expands a parsed JSON value into message payloads, as [`decode_line`] does.
@@ -45,6 +110,20 @@ pub fn decode_value(value: Value, payloads: &mut Vec<Payload>) {
     }
 
     let Some(Value::Array(messages)) = object.remove("batch") else { return };
+    if messages.len() > MAX_BATCH_MESSAGES {
+        let count = messages.len();
+        object.insert("batch".to_owned(), Value::Array(messages));
+        object.remove("writeKey");
+        payloads.push(Payload::Unparsed(Unparsed {
+            text: Value::Object(object).to_string(),
+            error: format!(
+                "the batch envelope holds {count} messages, more than the maximum of {MAX_BATCH_MESSAGES}; send smaller batches"
+            ),
+            reason: "batch_too_large",
+            bytes: None,
+        }));
+        return;
+    }
     let shared_context = match object.remove(ENVELOPE_CONTEXT_KEY) {
         Some(Value::Object(context)) => Some(context),
         _ => None,
@@ -78,6 +157,7 @@ pub fn too_long(prefix: &[u8], length: usize, max_line_bytes: usize) -> Payload 
             "line of {length} bytes is longer than max_line_bytes ({max_line_bytes}); only its first {max_line_bytes} bytes are kept; raise max_line_bytes if such lines are valid"
         ),
         reason: "line_too_long",
+        bytes: None,
     })
 }
 
@@ -146,6 +226,84 @@ mod tests {
     fn write_key_removed_from_message() {
         let payloads = decode(r#"{"type":"track","writeKey":"wk-secret","event":"A"}"#);
         assert_eq!(message(&payloads[0]), &json!({"type":"track","event":"A"}));
+    }
+
+    fn unparsed_of(line: &[u8]) -> Unparsed {
+        let mut payloads = Vec::new();
+        decode_line(line, &mut payloads);
+        assert_eq!(payloads.len(), 1, "one payload for {:?}", String::from_utf8_lossy(line));
+        match payloads.remove(0) {
+            Payload::Unparsed(unparsed) => unparsed,
+            other => panic!("expected an unparsed payload, got {other:?}"),
+        }
+    }
+
+    /// Builds a message whose `properties` nest arrays so that the whole document is `depth` deep.
+    fn nested_message(depth: usize) -> String {
+        let arrays = depth - 2;
+        format!("{{\"type\":\"track\",\"properties\":{{\"a\":{}{}}}}}", "[".repeat(arrays), "]".repeat(arrays))
+    }
+
+    #[test]
+    fn depth_limit_is_serde_json_limit() {
+        let deepest = nested_message(MAX_JSON_DEPTH);
+        assert!(matches!(decode(&deepest)[0], Payload::Message(_)), "depth {MAX_JSON_DEPTH} is accepted");
+
+        let too_deep = unparsed_of(nested_message(MAX_JSON_DEPTH + 1).as_bytes());
+        assert_eq!(too_deep.reason, "too_deep");
+        assert!(too_deep.error.contains("128 levels"), "{}", too_deep.error);
+        assert!(too_deep.error.contains("maximum of 127"), "{}", too_deep.error);
+    }
+
+    #[test]
+    fn brackets_in_strings_not_counted() {
+        let brackets = "[".repeat(500);
+        let line = format!("{{\"type\":\"track\",\"event\":\"{brackets}\\\"{brackets}\"}}");
+        let payloads = decode(&line);
+        assert!(matches!(payloads[0], Payload::Message(_)), "{payloads:?}");
+        assert_eq!(nesting_depth(format!("{line}x").as_bytes()), 1);
+    }
+
+    #[test]
+    fn invalid_utf8_keeps_bytes() {
+        let line = b"{\"type\":\"track\",\"event\":\"caf\xE9\"}";
+        let unparsed = unparsed_of(line);
+        assert_eq!(unparsed.reason, "invalid_utf8");
+        assert_eq!(unparsed.bytes.as_deref(), Some(&line[..]));
+        assert_eq!(unparsed.text, "{\"type\":\"track\",\"event\":\"caf\u{FFFD}\"}");
+        assert!(unparsed.error.contains("invalid UTF-8 at byte 28"), "{}", unparsed.error);
+    }
+
+    #[test]
+    fn nul_bytes_named_in_error() {
+        let unparsed = unparsed_of(b"\0\0{\"type\":\"track\"}");
+        assert_eq!(unparsed.reason, "invalid_json");
+        assert_eq!(unparsed.bytes, None);
+        assert!(unparsed.error.contains("NUL bytes"), "{}", unparsed.error);
+    }
+
+    #[test]
+    fn escaped_nul_is_valid() {
+        let payloads = decode(r#"{"type":"track","event":"a\u0000b"}"#);
+        assert_eq!(message(&payloads[0]), &json!({"type": "track", "event": "a\u{0}b"}));
+    }
+
+    #[test]
+    fn crlf_and_bom_together() {
+        let payloads = decode("\u{FEFF}{\"type\":\"track\"}\r");
+        assert_eq!(message(&payloads[0]), &json!({"type": "track"}));
+    }
+
+    #[test]
+    fn oversized_batch_dead_lettered_whole() {
+        let messages = vec!["{}"; MAX_BATCH_MESSAGES + 1].join(",");
+        let unparsed = unparsed_of(format!(r#"{{"writeKey":"secret","batch":[{messages}]}}"#).as_bytes());
+        assert_eq!(unparsed.reason, "batch_too_large");
+        assert!(unparsed.error.contains("10001 messages"), "{}", unparsed.error);
+        assert!(!unparsed.text.contains("secret"), "the write key is removed");
+
+        let largest = vec!["{}"; MAX_BATCH_MESSAGES].join(",");
+        assert_eq!(decode(&format!(r#"{{"batch":[{largest}]}}"#)).len(), MAX_BATCH_MESSAGES);
     }
 
     #[test]

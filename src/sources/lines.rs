@@ -117,6 +117,46 @@ mod tests {
         assert_eq!(lines[1], Line::Complete(b"ok".to_vec()));
     }
 
+    /// Splits `input` at newlines as the reader must: every line with its length, the last one only
+    /// when the input does not end with a newline.
+    fn expected_lines(input: &[u8], max_line_bytes: usize) -> Vec<Line> {
+        let mut parts: Vec<&[u8]> = input.split(|byte| *byte == b'\n').collect();
+        if parts.last().is_some_and(|last| last.is_empty()) {
+            parts.pop();
+        }
+        parts
+            .into_iter()
+            .map(|part| {
+                if part.len() > max_line_bytes {
+                    Line::TooLong { prefix: part[..max_line_bytes].to_vec(), length: part.len() }
+                } else {
+                    Line::Complete(part.to_vec())
+                }
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lines_match_split_at_any_buffer_size(
+            input in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'\n'), proptest::prelude::any::<u8>()], 0..200),
+            capacity in 1usize..16,
+            max_line_bytes in 1usize..24,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let lines = runtime.block_on(async {
+                let mut reader = LineReader::new(tokio::io::BufReader::with_capacity(capacity, &input[..]), max_line_bytes);
+                let mut lines = Vec::new();
+                while let Some(line) = reader.next_line().await.unwrap() {
+                    lines.push(line);
+                }
+                assert_eq!(reader.bytes_read(), input.len() as u64);
+                lines
+            });
+            proptest::prop_assert_eq!(lines, expected_lines(&input, max_line_bytes));
+        }
+    }
+
     #[tokio::test]
     async fn empty_lines_returned_empty() {
         let lines = read_all(b"\n\nx\n", 4).await;

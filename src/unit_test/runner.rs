@@ -316,6 +316,7 @@ mod tests {
                 text: "{x".to_owned(),
                 error: "invalid JSON: bad".to_owned(),
                 reason: "invalid_json",
+                bytes: None,
             }),
         ];
 

@@ -268,3 +268,31 @@ pub async fn wait_for_port(port: u16) {
     }
     panic!("nothing listens on 127.0.0.1:{port} after 10 seconds");
 }
+
+/// The TOML of an `optimizely` transform `opt` reading `input` with the quickstart datafile, an
+/// Event API sink `api` sending to `endpoint` after 50 ms batches, and a file sink writing both
+/// components' dead letters to `dead.ndjson` in the working directory.
+pub fn quickstart_pipeline(input: &str, endpoint: &str) -> String {
+    format!(
+        r#"
+[transforms.opt]
+type = "optimizely"
+inputs = ["{input}"]
+revenue_unit = "dollars"
+[transforms.opt.datafile]
+path = "{datafile}"
+
+[sinks.api]
+type = "optimizely_events"
+inputs = ["opt"]
+endpoint = "{endpoint}"
+batch.timeout_secs = 0.05
+
+[sinks.dead_letters]
+type = "file"
+inputs = ["opt.dropped", "api.dropped"]
+path = "dead.ndjson"
+"#,
+        datafile = crate_root().join("config-examples/quickstart-datafile.json").display(),
+    )
+}

@@ -14,6 +14,8 @@
 //! up) is shared with the other HTTP sinks in `sinks::util::retry`.
 
 mod batch;
+#[cfg(test)]
+mod batch_properties;
 pub mod config;
 mod dead_letter;
 mod delivery;

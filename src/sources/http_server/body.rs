@@ -100,11 +100,7 @@ fn parse_array(body: &[u8]) -> ParsedBody {
         Ok(other) => parsed.push(Position::Index(0), Payload::Message(other)),
         Err(error) => {
             let line = error.line().max(1);
-            let unparsed = Unparsed {
-                text: String::from_utf8_lossy(body).into_owned(),
-                error: format!("invalid JSON array: {error}"),
-                reason: "invalid_json",
-            };
+            let unparsed = decode::unparsed(body, &error, "invalid JSON array");
             parsed.push(Position::Line(line), Payload::Unparsed(unparsed));
         }
     }
@@ -136,11 +132,7 @@ pub fn parse_segment(kind: &str, body: &[u8]) -> (ParsedBody, Option<String>) {
     let value = match serde_json::from_slice::<Value>(body) {
         Ok(value) => value,
         Err(error) => {
-            let unparsed = Unparsed {
-                text: String::from_utf8_lossy(body).into_owned(),
-                error: format!("invalid JSON: {error}"),
-                reason: "invalid_json",
-            };
+            let unparsed = decode::unparsed(body, &error, "invalid JSON");
             parsed.push(Position::Index(0), Payload::Unparsed(unparsed));
             return (parsed, None);
         }
@@ -157,7 +149,10 @@ pub fn parse_segment(kind: &str, body: &[u8]) -> (ParsedBody, Option<String>) {
             _ => {
                 let error = "a /v1/batch body needs a `batch` array of messages".to_owned();
                 let text = Value::Object(envelope).to_string();
-                parsed.push(Position::Index(0), Payload::Unparsed(Unparsed { text, error, reason: "invalid_json" }));
+                parsed.push(
+                    Position::Index(0),
+                    Payload::Unparsed(Unparsed { text, error, reason: "invalid_json", bytes: None }),
+                );
                 return (parsed, write_key);
             }
         };

@@ -5,10 +5,12 @@
 //! - A plain path (`path`, default `/events`) taking newline-delimited JSON or a JSON array, as the
 //!   HTTP outputs of log shippers send.
 //!
-//! [`body`] parses bodies, [`acks`] collects a request's outcomes, and `server` handles requests.
+//! [`body`] parses bodies, [`acks`] collects a request's outcomes, `connections` accepts and limits
+//! connections, and `server` handles requests.
 
 pub mod acks;
 pub mod body;
+mod connections;
 mod server;
 
 use std::net::SocketAddr;
@@ -51,6 +53,22 @@ pub struct HttpServerSourceConfig {
     /// that the client retries. Default 30.
     #[serde(default = "default_ack_timeout_secs")]
     pub ack_timeout_secs: f64,
+    /// Connections served at once at most. Further connections wait in the operating system's
+    /// listen backlog until one closes. Default 128.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client gets to send a request's headers, counted from the first read of each
+    /// request. An idle keep-alive connection is closed after as long. Default 10.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: f64,
+    /// Seconds a client gets to send a request's whole body once its headers are read. A slower
+    /// request gets 408 and its connection is closed. Default 30.
+    #[serde(default = "default_body_read_timeout_secs")]
+    pub body_read_timeout_secs: f64,
+    /// Events one request may carry, after batches are expanded. A request with more gets 413,
+    /// because every event takes far more memory than its text. Default 10000.
+    #[serde(default = "default_max_events_per_request")]
+    pub max_events_per_request: usize,
 }
 
 /// Authentication of the plain ingestion path.
@@ -81,6 +99,10 @@ impl std::fmt::Debug for HttpServerSourceConfig {
             .field("max_line_bytes", &self.max_line_bytes)
             .field("acknowledgements", &self.acknowledgements)
             .field("ack_timeout_secs", &self.ack_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_read_timeout_secs", &self.body_read_timeout_secs)
+            .field("max_events_per_request", &self.max_events_per_request)
             .finish()
     }
 }
@@ -98,6 +120,31 @@ fn default_max_line_bytes() -> usize {
 }
 
 fn default_ack_timeout_secs() -> f64 {
+    30.0
+}
+
+/// Returns the default of `max_connections`. A sidecar's clients, Segment libraries and log
+/// shippers, keep a few connections each. Each connection reads one body of `max_body_bytes` at
+/// most (plus its decompressed copy), so the limit also bounds the memory that request bodies take.
+fn default_max_connections() -> usize {
+    128
+}
+
+/// Returns the default of `max_events_per_request`: as many as one batch envelope may expand into,
+/// which is more than fit in the 500 KB batch requests that Segment's HTTP Tracking API takes.
+fn default_max_events_per_request() -> usize {
+    crate::sources::decode::MAX_BATCH_MESSAGES
+}
+
+/// Returns the default of `header_read_timeout_secs`. Request headers are a few hundred bytes that clients
+/// send at once, so ten seconds is generous on any network.
+fn default_header_read_timeout_secs() -> f64 {
+    10.0
+}
+
+/// Returns the default of `body_read_timeout_secs`. Segment's HTTP Tracking API takes batch requests
+/// of 500 KB at most, and 30 seconds is enough for a whole 4 MiB body at about 1.2 Mbit/s.
+fn default_body_read_timeout_secs() -> f64 {
     30.0
 }
 
@@ -138,11 +185,23 @@ impl HttpServerSourceConfig {
         if self.max_line_bytes == 0 {
             errors.push("invalid value for `max_line_bytes`: 0; give a number of bytes above 0".to_owned());
         }
-        if Duration::try_from_secs_f64(self.ack_timeout_secs).is_err() || self.ack_timeout_secs <= 0.0 {
+        if self.max_events_per_request == 0 {
+            errors.push("invalid value for `max_events_per_request`: 0; give a number of events above 0".to_owned());
+        }
+        if self.max_connections == 0 || self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
             errors.push(format!(
-                "invalid value for `ack_timeout_secs`: {}; give a positive number of seconds",
-                self.ack_timeout_secs
+                "invalid value for `max_connections`: {}; give a number of connections above 0",
+                self.max_connections
             ));
+        }
+        for (option, seconds) in [
+            ("ack_timeout_secs", self.ack_timeout_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+        ] {
+            if Duration::try_from_secs_f64(seconds).is_err() || seconds <= 0.0 {
+                errors.push(format!("invalid value for `{option}`: {seconds}; give a positive number of seconds"));
+            }
         }
         errors
     }

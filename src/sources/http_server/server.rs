@@ -3,17 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 
 use super::acks::{EventOutcome, RequestAcks};
 use super::body::{decode_body, parse_plain, parse_segment, BodyError, BodyRejection, ParsedBody, Position};
+use super::connections::{serve_connections, ConnectionLimits};
 use super::{HttpServerSourceConfig, SEGMENT_CALLS};
 use crate::ack::{AckReceiver, EventFinalizer, EventStatus};
 use crate::event::Event;
@@ -48,6 +51,10 @@ pub(super) async fn serve(config: HttpServerSourceConfig, context: SourceContext
 
     let max_body_bytes = config.max_body_bytes;
     let path = config.path.clone();
+    let limits = ConnectionLimits {
+        max_connections: config.max_connections,
+        header_read_timeout: Duration::from_secs_f64(config.header_read_timeout_secs),
+    };
     let shared = Arc::new(Shared {
         config,
         id: context.id.clone(),
@@ -59,16 +66,54 @@ pub(super) async fn serve(config: HttpServerSourceConfig, context: SourceContext
     let router = Router::new()
         .route("/v1/{call}", post(segment_call))
         .route(&path, post(plain_call))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), read_body))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(shared);
 
-    let shutdown = context.shutdown.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(|error| SourceError::Read { what: format!("connections on {address}"), error })?;
+    serve_connections(listener, router, limits, &context.id, context.shutdown.clone()).await;
     tracing::info!(component_id = %context.id, "stopped listening");
     Ok(())
+}
+
+/// Reads the whole request body, at most `max_body_bytes` of it, within `body_read_timeout_secs`,
+/// before the handler runs. So a client that sends its body slowly, or never finishes it, keeps its
+/// connection for a bounded time and gets 408.
+async fn read_body(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let timeout = Duration::from_secs_f64(shared.config.body_read_timeout_secs);
+    let limited = Limited::new(body, shared.config.max_body_bytes);
+
+    let bytes = match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => {
+            shared.warn("too_large", "rejected a body larger than max_body_bytes");
+            let message = format!("the body is larger than max_body_bytes ({})", shared.config.max_body_bytes);
+            return closing(failure(StatusCode::PAYLOAD_TOO_LARGE, &message));
+        }
+        Ok(Err(error)) => {
+            shared.warn("body_read_failed", "reading a request body failed");
+            return closing(failure(StatusCode::BAD_REQUEST, &format!("reading the body failed: {error}")));
+        }
+        Err(_) => {
+            shared.warn(
+                "body_read_timeout",
+                "closed a connection whose body did not arrive within body_read_timeout_secs",
+            );
+            let message = format!(
+                "the body did not arrive within body_read_timeout_secs ({} s)",
+                shared.config.body_read_timeout_secs
+            );
+            return closing(failure(StatusCode::REQUEST_TIMEOUT, &message));
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Marks a response as the last one of its connection, for requests whose body was not read to its
+/// end, since the rest of such a body would be taken for the next request.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 async fn segment_call(
@@ -157,6 +202,14 @@ impl Shared {
         let count = payloads.len();
         if count == 0 {
             return respond(StatusCode::OK, json!({"success": true, "accepted": 0}));
+        }
+        if count > self.config.max_events_per_request {
+            self.warn("too_many_events", "rejected a request with more events than max_events_per_request");
+            let message = format!(
+                "the request carries {count} events, more than max_events_per_request ({}); send smaller requests",
+                self.config.max_events_per_request
+            );
+            return failure(StatusCode::PAYLOAD_TOO_LARGE, &message);
         }
 
         let positions: Vec<Position> = payloads.iter().map(|(position, _)| *position).collect();

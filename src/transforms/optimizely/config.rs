@@ -46,10 +46,36 @@ pub struct OptimizelyTransformConfig {
     /// Renames of Segment event names to Optimizely event keys, applied before the datafile lookup.
     #[serde(default)]
     pub event_keys: BTreeMap<String, String>,
+    /// Maximum length in bytes of a message's event name, visitor id and uuid (`messageId`). A
+    /// message with a longer one is dead-lettered with the reason `id_too_long`. Default 1024.
+    #[serde(default = "default_max_id_bytes")]
+    pub max_id_bytes: usize,
+    /// Maximum number of keys read from a message's tags object, and separately from its attributes
+    /// object. Keys past it, in message order, are left out and counted. Default 1000.
+    #[serde(default = "default_max_properties")]
+    pub max_properties: usize,
 }
 
 fn default_client_name() -> String {
     "optimizely-relay".to_owned()
+}
+
+/// The default of `max_id_bytes`. Real ids are short (a UUID has 36 characters), so 1 KiB leaves
+/// room for any id scheme, while a longer value is most likely a bug of the sender, such as a whole
+/// object written into the field.
+pub const DEFAULT_MAX_ID_BYTES: usize = 1024;
+
+/// The default of `max_properties`. Segment's tracking API takes messages of at most 32 KB, which
+/// hold far fewer keys than this with real values, so the limit only bounds the work and the request
+/// size that a malformed message can cause.
+pub const DEFAULT_MAX_PROPERTIES: usize = 1000;
+
+fn default_max_id_bytes() -> usize {
+    DEFAULT_MAX_ID_BYTES
+}
+
+fn default_max_properties() -> usize {
+    DEFAULT_MAX_PROPERTIES
 }
 
 /// The handling of a message whose event key is not in the datafile.
@@ -125,6 +151,12 @@ impl OptimizelyTransformConfig {
         let mut errors: Vec<String> = self.datafile.validate();
         if self.client_name.trim().is_empty() {
             errors.push("`client_name` is empty; leave it out for the default `optimizely-relay`".to_owned());
+        }
+        if self.max_id_bytes == 0 {
+            errors.push("invalid value for `max_id_bytes`: 0; give a number of bytes above 0".to_owned());
+        }
+        if self.max_properties == 0 {
+            errors.push("invalid value for `max_properties`: 0; give a number of keys above 0".to_owned());
         }
         for (from, to) in &self.event_keys {
             if to.is_empty() {

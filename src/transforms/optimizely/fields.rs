@@ -53,18 +53,20 @@ fn integer_text(number: &serde_json::Number) -> Option<String> {
 }
 
 /// Builds the visitor attributes: the traits known to the datafile or starting with `$opt_`, in trait
-/// order, then the user agent, then bot filtering.
+/// order, then the user agent, then bot filtering. Only the first `max_properties` traits are read.
 pub(crate) fn attributes(
     message: &Value,
     mapping: &MappingConfig,
     datafile: &Datafile,
+    max_properties: usize,
     warnings: &mut MapWarnings,
 ) -> Vec<VisitorAttribute> {
     let user_agent = first_value(message, &mapping.user_agent).and_then(Value::as_str);
     let mut attributes = Vec::new();
 
     if let Some(Value::Object(traits)) = first_value(message, &mapping.attributes) {
-        for (key, value) in traits {
+        warnings.excess_properties += traits.len().saturating_sub(max_properties) as u32;
+        for (key, value) in traits.iter().take(max_properties) {
             // The datafile decides bot filtering, and a mapped user agent replaces a trait of that name.
             if key == BOT_FILTERING_ATTRIBUTE || (key == USER_AGENT_ATTRIBUTE && user_agent.is_some()) {
                 warnings.removed_attributes += 1;

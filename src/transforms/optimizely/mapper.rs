@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::config::{MappingConfig, NestedTags, OptimizelyTransformConfig, UnknownEventKeys};
 use super::datafile::Datafile;
+use super::excerpt::excerpt;
 use super::fields;
 use super::message_uuid::conversion_uuid;
 use super::number::{json_kind, parse_numeric_value, parse_revenue, RevenueUnit};
@@ -34,6 +35,10 @@ pub struct MapperSettings {
     pub mapping: MappingConfig,
     /// Segment event name to Optimizely event key.
     pub event_keys: HashMap<String, String>,
+    /// Maximum length in bytes of the event name, the visitor id and the uuid.
+    pub max_id_bytes: usize,
+    /// Maximum number of keys read from the tags object and from the attributes object each.
+    pub max_properties: usize,
 }
 
 impl From<&OptimizelyTransformConfig> for MapperSettings {
@@ -46,6 +51,8 @@ impl From<&OptimizelyTransformConfig> for MapperSettings {
             nested_tags: config.nested_tags,
             mapping: config.mapping.clone(),
             event_keys: config.event_keys.iter().map(|(from, to)| (from.clone(), to.clone())).collect(),
+            max_id_bytes: config.max_id_bytes,
+            max_properties: config.max_properties,
         }
     }
 }
@@ -55,7 +62,7 @@ impl From<&OptimizelyTransformConfig> for MapperSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// Machine-readable reason: `not_an_object`, `missing_type`, `missing_event_key`,
-    /// `unknown_event_key`, `missing_user_id` or `invalid_timestamp`.
+    /// `unknown_event_key`, `missing_user_id`, `invalid_timestamp` or `id_too_long`.
     pub reason: &'static str,
     /// Human-readable message naming the value and what to do.
     pub message: String,
@@ -81,6 +88,8 @@ pub struct MapWarnings {
     pub removed_tags: u32,
     /// Traits left out because their key is unknown to the datafile or their value has the wrong type.
     pub removed_attributes: u32,
+    /// Tags and traits left out because their object had more than `max_properties` keys.
+    pub excess_properties: u32,
 }
 
 /// The outcome of mapping one message.
@@ -165,6 +174,9 @@ impl Mapper {
                 format!("the message has no event name at {}; track messages need one", mapping.event_key),
             );
         };
+        if let Some(rejection) = self.check_id_length("event name", &mapping.event_key, name) {
+            return rejection;
+        }
         let key = self.settings.event_keys.get(name).map(String::as_str).unwrap_or(name);
         let Some(event_id) = self.datafile.event_id(key) else {
             return self.unknown_event_key(name, key);
@@ -179,6 +191,9 @@ impl Mapper {
                 ),
             );
         };
+        if let Some(rejection) = self.check_id_length("user id", &mapping.user_id, &visitor_id) {
+            return rejection;
+        }
 
         let timestamp = match first_value(message, &mapping.timestamp) {
             None => {
@@ -196,8 +211,12 @@ impl Mapper {
             },
         };
 
-        let mut warnings = MapWarnings::default();
         let uuid = conversion_uuid(first_value(message, &mapping.uuid), message);
+        if let Some(rejection) = self.check_id_length("message id", &mapping.uuid, &uuid) {
+            return rejection;
+        }
+
+        let mut warnings = MapWarnings::default();
         let revenue = first_value(message, &mapping.revenue).and_then(|value| {
             let revenue = parse_revenue(value, self.settings.revenue_unit).ok();
             warnings.invalid_revenue = u32::from(revenue.is_none());
@@ -209,7 +228,8 @@ impl Mapper {
             number
         });
         let tags = self.tags(message, &mut warnings);
-        let attributes = fields::attributes(message, mapping, &self.datafile, &mut warnings);
+        let attributes =
+            fields::attributes(message, mapping, &self.datafile, self.settings.max_properties, &mut warnings);
 
         let event = SnapshotEvent {
             entity_id: event_id.to_owned(),
@@ -247,8 +267,11 @@ impl Mapper {
             return Map::new();
         };
 
+        let max_properties = self.settings.max_properties;
+        warnings.excess_properties += properties.len().saturating_sub(max_properties) as u32;
+
         let mut tags = Map::new();
-        for (key, value) in properties {
+        for (key, value) in properties.iter().take(max_properties) {
             if key == "revenue" || key == "value" {
                 continue;
             }
@@ -268,9 +291,29 @@ impl Mapper {
         tags
     }
 
+    /// Rejects an id longer than `max_id_bytes`, naming the field and the paths it was read from.
+    fn check_id_length(&self, field: &str, paths: &PathList, id: &str) -> Option<MapOutcome> {
+        let max_id_bytes = self.settings.max_id_bytes;
+        if id.len() <= max_id_bytes {
+            return None;
+        }
+        Some(reject(
+            "id_too_long",
+            format!(
+                "the {field} at {paths} is {} bytes long, more than max_id_bytes ({max_id_bytes}); it starts with {}; fix the sender, or raise max_id_bytes if such ids are valid",
+                id.len(),
+                excerpt(&Value::String(id.to_owned()))
+            ),
+        ))
+    }
+
     fn map_delete(&self, message: &Value) -> MapOutcome {
-        match fields::visitor_id(message, &self.settings.mapping.user_id) {
-            Some(identifier) => MapOutcome::Deletion(DeletionRequest { identifier, message: message.clone() }),
+        let paths = &self.settings.mapping.user_id;
+        match fields::visitor_id(message, paths) {
+            Some(identifier) => match self.check_id_length("user id", paths, &identifier) {
+                Some(rejection) => rejection,
+                None => MapOutcome::Deletion(DeletionRequest { identifier, message: message.clone() }),
+            },
             None => reject(
                 "missing_user_id",
                 format!(

@@ -26,6 +26,8 @@ fn settings() -> MapperSettings {
         nested_tags: NestedTags::Drop,
         mapping: Default::default(),
         event_keys: Default::default(),
+        max_id_bytes: super::config::DEFAULT_MAX_ID_BYTES,
+        max_properties: super::config::DEFAULT_MAX_PROPERTIES,
     }
 }
 
@@ -492,4 +494,79 @@ fn custom_paths_with_fallbacks() {
     let (conversion, _) = conversion(mapper.map(&message));
     assert_eq!(conversion.visitor.visitor_id, "user-1");
     assert_eq!(conversion.visitor.snapshots[0].events[0].key, "basic_event");
+}
+
+fn rejection_message(outcome: MapOutcome) -> String {
+    match outcome {
+        MapOutcome::Rejected(rejection) => rejection.message,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn ids_at_max_id_bytes_accepted() {
+    let mapper = mapper_with(|settings| settings.max_id_bytes = 11);
+    let message = track(|message| {
+        message["event"] = json!("basic_event");
+        message["userId"] = json!("u".repeat(11));
+        message["messageId"] = json!("m".repeat(11));
+    });
+    let (conversion, _) = conversion(mapper.map(&message));
+    assert_eq!(conversion.visitor.visitor_id, "u".repeat(11));
+}
+
+#[test]
+fn long_ids_dead_lettered() {
+    let mapper = mapper_with(|settings| {
+        settings.max_id_bytes = 11;
+        settings.event_keys.insert("a".repeat(12), "basic_event".to_owned());
+    });
+    let cases = [
+        ("event name", track(|message| message["event"] = json!("a".repeat(12)))),
+        ("user id", track(|message| message["userId"] = json!("é".repeat(6)))),
+        ("message id", track(|message| message["messageId"] = json!("m".repeat(12)))),
+        ("user id", json!({"type": "delete", "userId": "u".repeat(12)})),
+    ];
+    for (field, message) in cases {
+        assert_eq!(rejection_reason(mapper.map(&message)), "id_too_long", "{field}: {message}");
+        let text = rejection_message(mapper.map(&message));
+        assert!(text.contains(&format!("the {field} at ")), "{text}");
+        assert!(text.contains("is 12 bytes long, more than max_id_bytes (11)"), "{text}");
+    }
+}
+
+#[test]
+fn long_user_id_not_replaced_by_anonymous_id() {
+    let mapper = mapper_with(|settings| settings.max_id_bytes = 4);
+    let message = track(|message| {
+        message["userId"] = json!("12345");
+        message["anonymousId"] = json!("anon");
+    });
+    assert_eq!(rejection_reason(mapper.map(&message)), "id_too_long");
+}
+
+#[test]
+fn tags_past_max_properties_left_out() {
+    let mapper = mapper_with(|settings| settings.max_properties = 3);
+    let message = track(|message| {
+        message["properties"] = json!({"a": 1, "revenue": 5, "b": 2, "c": 3, "d": 4, "value": 6});
+    });
+    let (conversion, warnings) = conversion(mapper.map(&message));
+    let event = &conversion.visitor.snapshots[0].events[0];
+    assert_eq!(Value::Object(event.tags.clone()), json!({"a": 1, "b": 2}));
+    assert_eq!(event.revenue, Some(5), "revenue is read by its own path");
+    assert_eq!(event.value.as_ref().map(ToString::to_string).as_deref(), Some("6"));
+    assert_eq!(warnings.excess_properties, 3);
+}
+
+#[test]
+fn traits_past_max_properties_left_out() {
+    let mapper = mapper_with(|settings| settings.max_properties = 2);
+    let message = track(|message| {
+        message["context"] = json!({"traits": {"$opt_a": 1, "$opt_b": 2, "house": "Hufflepuff"}});
+    });
+    let (conversion, warnings) = conversion(mapper.map(&message));
+    let keys: Vec<&str> = conversion.visitor.attributes.iter().map(|attribute| attribute.key.as_str()).collect();
+    assert_eq!(keys, ["$opt_a", "$opt_b", "$opt_bot_filtering"]);
+    assert_eq!(warnings.excess_properties, 1);
 }

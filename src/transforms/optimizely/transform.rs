@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::config::OptimizelyTransformConfig;
@@ -27,6 +28,8 @@ pub struct WarningCounters {
     pub removed_tags: AtomicU64,
     /// Traits left out.
     pub removed_attributes: AtomicU64,
+    /// Tags and traits left out because their object had more than `max_properties` keys.
+    pub excess_properties: AtomicU64,
 }
 
 impl WarningCounters {
@@ -35,6 +38,7 @@ impl WarningCounters {
         self.invalid_value.fetch_add(u64::from(warnings.invalid_value), Ordering::Relaxed);
         self.removed_tags.fetch_add(u64::from(warnings.removed_tags), Ordering::Relaxed);
         self.removed_attributes.fetch_add(u64::from(warnings.removed_attributes), Ordering::Relaxed);
+        self.excess_properties.fetch_add(u64::from(warnings.excess_properties), Ordering::Relaxed);
     }
 }
 
@@ -205,7 +209,12 @@ impl OptimizelyTransform {
             Payload::Message(message) => message,
             Payload::Unparsed(unparsed) => {
                 let rejection = Rejection { reason: unparsed.reason, message: unparsed.error };
-                dropped.push(self.dead_letter(rejection, Value::String(unparsed.text), finalizer, origin, limiter));
+                let mut record = self.dead_letter(rejection, Value::String(unparsed.text), finalizer, origin, limiter);
+                if let (Some(bytes), Payload::DeadLetter(dead_letter)) = (unparsed.bytes, &mut record.payload) {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    dead_letter.details.insert("event_base64".to_owned(), Value::String(encoded));
+                }
+                dropped.push(record);
                 return;
             }
             other => {
@@ -222,6 +231,11 @@ impl OptimizelyTransform {
             MapOutcome::Conversion(conversion, warnings) => {
                 self.warnings.add(&warnings);
                 self.count_removed_fields(&warnings);
+                if warnings.excess_properties > 0 {
+                    if let Some(count) = limiter.check("excess_properties") {
+                        tracing::warn!(component_id = %self.id, count, max_properties = self.settings.max_properties, "left out the tags and traits past max_properties of messages with more keys");
+                    }
+                }
                 conversions.push(Event { payload: Payload::Conversion(conversion), finalizer, origin });
             }
             MapOutcome::Deletion(deletion) => {

@@ -279,8 +279,13 @@ inputs = ["opt"]
 
 #[tokio::test]
 async fn validate_accepts_bundled_examples() {
-    for example in ["quickstart.toml", "stdin-to-event-api.toml", "sdk-key-with-access-token.toml", "http-sidecar.toml"]
-    {
+    for example in [
+        "quickstart.toml",
+        "stdin-to-event-api.toml",
+        "sdk-key-with-access-token.toml",
+        "http-sidecar.toml",
+        "kafka.toml",
+    ] {
         let path = support::crate_root().join("config-examples").join(example);
         let envs = [
             ("OPTIMIZELY_ACCOUNT_ID", "10000001"),
@@ -289,6 +294,9 @@ async fn validate_accepts_bundled_examples() {
             ("SEGMENT_WRITE_KEY", "example-write-key"),
             ("SHIPPER_TOKEN", "example-shipper-token"),
             ("OPTIMIZELY_PERSONAL_ACCESS_TOKEN", "example-personal-token"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            ("KAFKA_USERNAME", "example-user"),
+            ("KAFKA_PASSWORD", "example-password"),
         ];
         let output = run_binary(&["validate", "--config", path.to_str().unwrap()], b"", &envs).await;
         assert!(output.status.success(), "{example}: stderr:\n{}", output.stderr);

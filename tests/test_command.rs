@@ -563,6 +563,9 @@ async fn bundled_examples_pass_their_tests() {
         ("SEGMENT_WRITE_KEY", "example-write-key"),
         ("SHIPPER_TOKEN", "example-shipper-token"),
         ("OPTIMIZELY_PERSONAL_ACCESS_TOKEN", "example-personal-token"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        ("KAFKA_USERNAME", "example-user"),
+        ("KAFKA_PASSWORD", "example-password"),
     ];
     let mut examples: Vec<PathBuf> = std::fs::read_dir(crate_root().join("config-examples"))
         .unwrap()
@@ -570,7 +573,7 @@ async fn bundled_examples_pass_their_tests() {
         .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
         .collect();
     examples.sort();
-    assert_eq!(examples.len(), 5, "{examples:?}");
+    assert_eq!(examples.len(), 6, "{examples:?}");
 
     for example in examples {
         let output = run_binary(&["test", "--config", example.to_str().unwrap()], b"", &envs).await;

@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod file;
 pub mod http_server;
+pub mod kafka;
 pub mod lines;
 pub mod stdin;
 
@@ -18,6 +19,7 @@ use crate::topology::{Output, OutputClosed, RunStats};
 
 pub use file::FileSourceConfig;
 pub use http_server::HttpServerSourceConfig;
+pub use kafka::KafkaSourceConfig;
 pub use stdin::StdinSourceConfig;
 
 /// The default maximum line length: 1 MiB, far above any Segment message (Segment's own API rejects
@@ -36,11 +38,13 @@ pub enum SourceConfig {
     File(FileSourceConfig),
     /// `type = "http_server"`.
     HttpServer(HttpServerSourceConfig),
+    /// `type = "kafka"`.
+    Kafka(KafkaSourceConfig),
 }
 
 impl SourceConfig {
     /// The known source types.
-    pub const TYPES: &'static [&'static str] = &["stdin", "file", "http_server"];
+    pub const TYPES: &'static [&'static str] = &["stdin", "file", "http_server", "kafka"];
 
     /// Parses a source's table (without `type`) by its type.
     pub fn parse(component_type: &str, table: toml::Table) -> Result<SourceConfig, Vec<String>> {
@@ -48,6 +52,7 @@ impl SourceConfig {
             "stdin" => parse_typed(table, SourceConfig::Stdin),
             "file" => parse_typed(table, SourceConfig::File),
             "http_server" => parse_typed(table, SourceConfig::HttpServer),
+            "kafka" => parse_typed(table, SourceConfig::Kafka),
             other => Err(unknown_type(other, SourceConfig::TYPES)),
         }
     }
@@ -58,6 +63,7 @@ impl SourceConfig {
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::File(_) => "file",
             SourceConfig::HttpServer(_) => "http_server",
+            SourceConfig::Kafka(_) => "kafka",
         }
     }
 
@@ -67,6 +73,7 @@ impl SourceConfig {
             SourceConfig::Stdin(config) => config.validate(),
             SourceConfig::File(config) => config.validate(),
             SourceConfig::HttpServer(config) => config.validate(),
+            SourceConfig::Kafka(config) => config.validate(),
         }
     }
 
@@ -122,6 +129,12 @@ pub enum SourceError {
     #[error("{message}")]
     Checkpoint {
         /// What is wrong with the checkpoint file and what to do.
+        message: String,
+    },
+    /// The Kafka consumer cannot be created or failed; secrets are already removed.
+    #[error("{message}")]
+    Kafka {
+        /// What failed and why.
         message: String,
     },
 }

@@ -25,8 +25,17 @@ const ENVELOPE_CONTEXT_KEY: &str = "context";
 /// each message's `context`, where the message's own keys win. A top-level `writeKey`, a credential, is
 /// removed from every message so it never reaches a sink or a dead-letter record.
 pub fn decode_line(line: &[u8], payloads: &mut Vec<Payload>) {
+    decode_content(strip_line_marks(line), payloads);
+}
+
+/// Removes a trailing `\r`, then a UTF-8 byte order mark.
+fn strip_line_marks(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+}
+
+/// Decodes a line that [`strip_line_marks`] has been applied to.
+fn decode_content(line: &[u8], payloads: &mut Vec<Payload>) {
     if line.iter().all(u8::is_ascii_whitespace) {
         return;
     }
@@ -34,6 +43,68 @@ pub fn decode_line(line: &[u8], payloads: &mut Vec<Payload>) {
     match serde_json::from_slice::<Value>(line) {
         Ok(value) => decode_value(value, payloads),
         Err(error) => payloads.push(Payload::Unparsed(unparsed(line, &error, "invalid JSON"))),
+    }
+}
+
+/// Decodes one line as [`decode_line`] does, but passes a line that holds exactly one message on as
+/// its text, [`Payload::RawMessage`], for the `optimizely` transform to parse.
+///
+/// A scan of the line's top level decides: an object without the keys `batch` and `writeKey` is sent
+/// as text, and anything else, including text the scan cannot read, goes through [`decode_line`].
+/// The scan skips over values without building them, so it costs a fraction of a parse.
+pub fn decode_owned_line(mut line: Vec<u8>, payloads: &mut Vec<Payload>) {
+    let content = strip_line_marks(&line);
+    if !is_single_message(content) {
+        decode_content(content, payloads);
+        return;
+    }
+
+    let start = content.as_ptr() as usize - line.as_ptr() as usize;
+    line.truncate(start + content.len());
+    line.drain(..start);
+    payloads.push(Payload::RawMessage(line));
+}
+
+/// Returns whether `line` is a JSON object whose keys include neither `batch` nor `writeKey`, as far
+/// as a scan that skips over values can tell. The scan does not check strings for invalid escapes or
+/// nesting depth, so a line may still fail the full parse.
+fn is_single_message(line: &[u8]) -> bool {
+    struct TopLevelKeys;
+
+    impl<'de> serde::de::Visitor<'de> for TopLevelKeys {
+        type Value = bool;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut single = true;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                single &= key != "batch" && key != "writeKey";
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+            Ok(single)
+        }
+    }
+
+    struct Scan(bool);
+
+    impl<'de> serde::Deserialize<'de> for Scan {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Scan, D::Error> {
+            deserializer.deserialize_map(TopLevelKeys).map(Scan)
+        }
+    }
+
+    serde_json::from_slice::<Scan>(line).is_ok_and(|Scan(single)| single)
+}
+
+/// Parses text that [`decode_owned_line`] passed on as [`Payload::RawMessage`] into the payload that
+/// [`decode_line`] builds from it: the message, or the parse error as [`Payload::Unparsed`].
+pub fn parse_raw_message(text: &[u8]) -> Payload {
+    match serde_json::from_slice::<Value>(text) {
+        Ok(value) => Payload::Message(value),
+        Err(error) => Payload::Unparsed(unparsed(text, &error, "invalid JSON")),
     }
 }
 

@@ -49,10 +49,10 @@ pub enum Payload {
     /// A Segment message as a source read it.
     Message(Value),
     /// A Segment message as the JSON text a source read, not parsed yet. Sources send a line this way
-    /// only when a scan of its top level found an object that is no batch envelope and has no
-    /// `writeKey`, so the text decodes to exactly one message. The `optimizely` transform parses it
-    /// into borrowed strings instead of a `Value`; text that then fails to parse is dead-lettered as
-    /// [`Payload::Unparsed`] input would be.
+    /// only when it starts with `{` and has no top-level key `batch` or `writeKey`, so it decodes to
+    /// one message or fails to parse. The `optimizely` transform parses it into borrowed strings
+    /// instead of a `Value`; text that fails to parse is dead-lettered as [`Payload::Unparsed`] input
+    /// would be.
     RawMessage(Vec<u8>),
     /// Input a source could not parse as JSON, or rejected before parsing. The `optimizely` transform
     /// dead-letters it with its `reason`.

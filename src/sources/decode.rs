@@ -46,12 +46,9 @@ fn decode_content(line: &[u8], payloads: &mut Vec<Payload>) {
     }
 }
 
-/// Decodes one line as [`decode_line`] does, but passes a line that holds exactly one message on as
-/// its text, [`Payload::RawMessage`], for the `optimizely` transform to parse.
-///
-/// A scan of the line's top level decides: an object without the keys `batch` and `writeKey` is sent
-/// as text, and anything else, including text the scan cannot read, goes through [`decode_line`].
-/// The scan skips over values without building them, so it costs a fraction of a parse.
+/// Decodes one line as [`decode_line`] does, but passes a line that can only be one message on as
+/// its text, [`Payload::RawMessage`], for the `optimizely` transform to parse. [`is_single_message`]
+/// decides which lines those are; the others go through [`decode_line`].
 pub fn decode_owned_line(mut line: Vec<u8>, payloads: &mut Vec<Payload>) {
     let content = strip_line_marks(&line);
     if !is_single_message(content) {
@@ -65,10 +62,27 @@ pub fn decode_owned_line(mut line: Vec<u8>, payloads: &mut Vec<Payload>) {
     payloads.push(Payload::RawMessage(line));
 }
 
-/// Returns whether `line` is a JSON object whose keys include neither `batch` nor `writeKey`, as far
-/// as a scan that skips over values can tell. The scan does not check strings for invalid escapes or
-/// nesting depth, so a line may still fail the full parse.
+/// Returns whether `line` starts like a JSON object and has no top-level key `batch` or `writeKey`.
+///
+/// The line may still be invalid JSON: its consumer parses it and handles errors as [`decode_line`]
+/// does. A line without the bytes `batch`, `writeKey` and `\\` (which could escape a key) cannot hold
+/// such a key, and searching for those bytes with memchr costs far less than the scan below, which
+/// took 12,500 instructions per line of the benchmark (`valgrind --tool=callgrind`). Other lines are
+/// scanned: the scan reads the top-level keys and skips over values without checking them fully.
 fn is_single_message(line: &[u8]) -> bool {
+    if line.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return false;
+    }
+    let contains = |bytes: &[u8]| memchr::memmem::find(line, bytes).is_some();
+    if !contains(b"\\") && !contains(b"batch") && !contains(b"writeKey") {
+        return true;
+    }
+    scan_top_level_keys(line)
+}
+
+/// Returns whether `line` is a JSON object whose keys include neither `batch` nor `writeKey`, as far
+/// as a scan that skips over values can tell.
+fn scan_top_level_keys(line: &[u8]) -> bool {
     struct TopLevelKeys;
 
     impl<'de> serde::de::Visitor<'de> for TopLevelKeys {

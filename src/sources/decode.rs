@@ -47,8 +47,8 @@ fn decode_content(line: &[u8], payloads: &mut Vec<Payload>) {
 }
 
 /// Decodes one line as [`decode_line`] does, but passes a line that can only be one message on as
-/// its text, [`Payload::RawMessage`], for the `optimizely` transform to parse. [`is_single_message`]
-/// decides which lines those are; the others go through [`decode_line`].
+/// its text, [`Payload::RawMessage`], for the `optimizely` transform to parse: a line that starts
+/// with `{` and has no top-level key `batch` or `writeKey`. Other lines go through [`decode_line`].
 pub fn decode_owned_line(mut line: Vec<u8>, payloads: &mut Vec<Payload>) {
     let content = strip_line_marks(&line);
     if !is_single_message(content) {

@@ -5,6 +5,8 @@
 //!     cargo bench --bench end_to_end -- --events 1000000
 //!
 //! `--events N` sets the number of messages (default 1,000,000); `--seed S` the generator's seed.
+//! `--save-input PATH` writes the generated NDJSON to PATH and exits without running the relay, for
+//! profiling the relay on the same input.
 
 mod workload;
 
@@ -25,6 +27,12 @@ fn argument(name: &str, default: u64) -> u64 {
         .and_then(|index| arguments.get(index + 1))
         .and_then(|value| value.replace('_', "").parse().ok())
         .unwrap_or(default)
+}
+
+fn text_argument(name: &str) -> Option<String> {
+    let arguments: Vec<String> = std::env::args().collect();
+    let index = arguments.iter().position(|argument| argument == name)?;
+    arguments.get(index + 1).cloned()
 }
 
 /// Starts a server on 127.0.0.1 that answers 204 to every request; returns its address and a counter
@@ -54,6 +62,10 @@ fn main() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let input_path = directory.path().join("events.ndjson");
     let input = workload::generate(events, seed);
+    if let Some(path) = text_argument("--save-input") {
+        std::fs::write(&path, &input).expect("write the input to --save-input");
+        return;
+    }
     std::fs::write(&input_path, &input).expect("write the input");
     let input_bytes = input.len();
     // Freed before the relay is spawned: a child's peak RSS as `getrusage` reports it includes the

@@ -48,6 +48,12 @@ impl Event {
 pub enum Payload {
     /// A Segment message as a source read it.
     Message(Value),
+    /// A Segment message as the JSON text a source read, not parsed yet. Sources send a line this way
+    /// only when it starts with `{` and has no top-level key `batch` or `writeKey`, so it decodes to
+    /// one message or fails to parse. The `optimizely` transform parses it into borrowed strings
+    /// instead of a `Value`; text that fails to parse is dead-lettered as [`Payload::Unparsed`] input
+    /// would be.
+    RawMessage(Vec<u8>),
     /// Input a source could not parse as JSON, or rejected before parsing. The `optimizely` transform
     /// dead-letters it with its `reason`.
     Unparsed(Unparsed),
@@ -78,6 +84,10 @@ impl Payload {
     pub fn to_json(&self) -> Value {
         match self {
             Payload::Message(message) => message.clone(),
+            // The source decoder turns text that fails to parse into `Unparsed`, which is written as a
+            // string; the same text here is written the same way.
+            Payload::RawMessage(text) => serde_json::from_slice(text)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(text).into_owned())),
             Payload::Unparsed(unparsed) => Value::String(unparsed.text.clone()),
             Payload::Conversion(conversion) => conversion.to_body(),
             Payload::Deletion(deletion) => deletion.to_json(),

@@ -235,7 +235,7 @@ where
         bytes_before = lines.bytes_read();
 
         match line {
-            lines::Line::Complete(bytes) => decode::decode_line(&bytes, &mut payloads),
+            lines::Line::Complete(bytes) => decode::decode_owned_line(bytes, &mut payloads),
             lines::Line::TooLong { prefix, length } => payloads.push(decode::too_long(&prefix, length, max_line_bytes)),
         }
         for payload in payloads.drain(..) {

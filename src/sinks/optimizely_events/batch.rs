@@ -311,7 +311,8 @@ fn encode_prefix(key: &BatchKey) -> Result<Bytes, String> {
 /// Returns the name of a payload kind for messages.
 fn payload_kind(payload: &Payload) -> &'static str {
     match payload {
-        Payload::Message(_) => "Segment message",
+        Payload::RawMessage(text) if serde_json::from_slice::<serde_json::Value>(text).is_err() => "unparsed line",
+        Payload::Message(_) | Payload::RawMessage(_) => "Segment message",
         Payload::Unparsed(_) => "unparsed line",
         Payload::Conversion(_) => "conversion",
         Payload::Deletion(_) => "deletion request",

@@ -153,7 +153,7 @@ pub fn decode_value(value: Option<&[u8]>, payloads: &mut Vec<Payload>) {
         }));
         return;
     }
-    decode::decode_line(value, payloads);
+    decode::decode_owned_line(value.to_vec(), payloads);
 }
 
 /// Returns where a message came from: `{"topic", "partition", "offset", "key"}`, the key as text
@@ -181,10 +181,17 @@ impl Emitter {
 mod tests {
     use super::*;
 
+    /// Decodes a value and parses the text of single messages, which the transform would parse.
     fn decode(value: Option<&[u8]>) -> Vec<Payload> {
         let mut payloads = Vec::new();
         decode_value(value, &mut payloads);
         payloads
+            .into_iter()
+            .map(|payload| match payload {
+                Payload::RawMessage(text) => decode::parse_raw_message(&text),
+                other => other,
+            })
+            .collect()
     }
 
     #[test]

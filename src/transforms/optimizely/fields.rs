@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::borrowed::BorrowedValue;
 use super::config::MappingConfig;
 use super::datafile::Datafile;
 use super::mapper::{first_value, MapWarnings};
@@ -16,30 +17,30 @@ const BOT_FILTERING_ATTRIBUTE: &str = "$opt_bot_filtering";
 const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
 
 /// Returns whether a value counts as missing: `null`, an empty string, or an empty object or array.
-pub(crate) fn is_empty(value: &Value) -> bool {
+pub(crate) fn is_empty(value: &BorrowedValue) -> bool {
     match value {
-        Value::Null => true,
-        Value::String(text) => text.is_empty(),
-        Value::Array(items) => items.is_empty(),
-        Value::Object(map) => map.is_empty(),
+        BorrowedValue::Null => true,
+        BorrowedValue::String(text) => text.is_empty(),
+        BorrowedValue::Array(items) => items.is_empty(),
+        BorrowedValue::Object(object) => object.is_empty(),
         _ => false,
     }
 }
 
 /// Returns the first non-empty string along `paths`.
-pub(crate) fn first_string<'a>(message: &'a Value, paths: &PathList) -> Option<&'a str> {
+pub(crate) fn first_string<'a>(message: &'a BorrowedValue, paths: &PathList) -> Option<&'a str> {
     paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
-        Value::String(text) if !text.is_empty() => Some(text.as_str()),
+        BorrowedValue::String(text) if !text.is_empty() => Some(text.as_ref()),
         _ => None,
     })
 }
 
 /// Returns the visitor id: the first path holding a string that is not blank, or an integer as its
 /// decimal text. Blank strings, floats, booleans, objects and `null` count as missing.
-pub(crate) fn visitor_id(message: &Value, paths: &PathList) -> Option<String> {
+pub(crate) fn visitor_id(message: &BorrowedValue, paths: &PathList) -> Option<String> {
     paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
-        Value::String(text) if !text.trim().is_empty() => Some(text.clone()),
-        Value::Number(number) => integer_text(number),
+        BorrowedValue::String(text) if !text.trim().is_empty() => Some(text.as_ref().to_owned()),
+        BorrowedValue::Number(number) => integer_text(number),
         _ => None,
     })
 }
@@ -55,16 +56,16 @@ fn integer_text(number: &serde_json::Number) -> Option<String> {
 /// Builds the visitor attributes: the traits known to the datafile or starting with `$opt_`, in trait
 /// order, then the user agent, then bot filtering. Only the first `max_properties` traits are read.
 pub(crate) fn attributes(
-    message: &Value,
+    message: &BorrowedValue,
     mapping: &MappingConfig,
     datafile: &Datafile,
     max_properties: usize,
     warnings: &mut MapWarnings,
 ) -> Vec<VisitorAttribute> {
-    let user_agent = first_value(message, &mapping.user_agent).and_then(Value::as_str);
+    let user_agent = first_value(message, &mapping.user_agent).and_then(BorrowedValue::as_str);
     let mut attributes = Vec::new();
 
-    if let Some(Value::Object(traits)) = first_value(message, &mapping.attributes) {
+    if let Some(BorrowedValue::Object(traits)) = first_value(message, &mapping.attributes) {
         warnings.excess_properties += traits.len().saturating_sub(max_properties) as u32;
         for (key, value) in traits.iter().take(max_properties) {
             // The datafile decides bot filtering, and a mapped user agent replaces a trait of that name.
@@ -74,7 +75,7 @@ pub(crate) fn attributes(
             }
             let entity_id = match datafile.attribute_id(key) {
                 Some(id) => id,
-                None if key.starts_with("$opt_") => key.as_str(),
+                None if key.starts_with("$opt_") => key,
                 None => {
                     tracing::debug!(attribute = %key, "trait is not a datafile attribute; left out");
                     warnings.removed_attributes += 1;
@@ -85,7 +86,7 @@ pub(crate) fn attributes(
                 warnings.removed_attributes += 1;
                 continue;
             }
-            attributes.push(custom_attribute(entity_id, key, value.clone()));
+            attributes.push(custom_attribute(entity_id, key, value.to_value()));
         }
     }
 
@@ -108,10 +109,10 @@ fn custom_attribute(entity_id: &str, key: &str, value: Value) -> VisitorAttribut
 
 /// Returns whether the Event API accepts `value` as an attribute value: a string, a boolean, or a
 /// finite number whose magnitude is at most 2^53.
-fn is_valid_attribute_value(value: &Value) -> bool {
+fn is_valid_attribute_value(value: &BorrowedValue) -> bool {
     match value {
-        Value::String(_) | Value::Bool(_) => true,
-        Value::Number(number) => match integer_text(number) {
+        BorrowedValue::String(_) | BorrowedValue::Bool(_) => true,
+        BorrowedValue::Number(number) => match integer_text(number) {
             // Integers are compared exactly: 2^53 + 1 rounds to 2^53 as a double.
             Some(text) => text.parse::<i128>().is_ok_and(|integer| integer.unsigned_abs() <= MAX_EXACT_INTEGER as u128),
             None => number.as_f64().is_some_and(|float| float.is_finite() && float.abs() <= MAX_EXACT_INTEGER),

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::borrowed::BorrowedValue;
 use super::config::{MappingConfig, NestedTags, OptimizelyTransformConfig, UnknownEventKeys};
 use super::datafile::Datafile;
 use super::excerpt::excerpt;
 use super::fields;
-use super::message_uuid::conversion_uuid;
+use super::message_uuid::conversion_uuid_or_else;
 use super::number::{json_kind, parse_numeric_value, parse_revenue, RevenueUnit};
 use super::path::PathList;
 use super::timestamp::{parse_timestamp, TimestampUnit};
@@ -137,16 +138,22 @@ impl Mapper {
 
     /// Maps one Segment message.
     pub fn map(&self, message: &Value) -> MapOutcome {
-        let Value::Object(object) = message else {
-            return reject("not_an_object", format!("the message is a JSON {}, not an object", json_kind(message)));
+        self.map_borrowed(&BorrowedValue::from_value(message))
+    }
+
+    /// Maps one Segment message parsed with [`BorrowedValue::parse`].
+    pub fn map_borrowed(&self, message: &BorrowedValue) -> MapOutcome {
+        let BorrowedValue::Object(object) = message else {
+            let kind = json_kind(&message.to_value());
+            return reject("not_an_object", format!("the message is a JSON {kind}, not an object"));
         };
 
         let message_type = match object.get("type") {
-            Some(Value::String(message_type)) if !message_type.is_empty() => message_type.as_str(),
-            Some(other) if !other.is_null() => {
+            Some(BorrowedValue::String(message_type)) if !message_type.is_empty() => message_type.as_ref(),
+            Some(other) if *other != BorrowedValue::Null => {
                 return reject(
                     "missing_type",
-                    format!("`type` is a JSON {}, not a string such as \"track\"", json_kind(other)),
+                    format!("`type` is a JSON {}, not a string such as \"track\"", json_kind(&other.to_value())),
                 );
             }
             _ => {
@@ -165,7 +172,7 @@ impl Mapper {
         }
     }
 
-    fn map_track(&self, message: &Value) -> MapOutcome {
+    fn map_track(&self, message: &BorrowedValue) -> MapOutcome {
         let mapping = &self.settings.mapping;
 
         let Some(name) = fields::first_string(message, &mapping.event_key) else {
@@ -205,25 +212,26 @@ impl Mapper {
                 ),
                 )
             }
-            Some(value) => match parse_timestamp(value, self.settings.timestamp_unit) {
+            Some(value) => match parse_timestamp(&value.to_value(), self.settings.timestamp_unit) {
                 Ok(timestamp) => timestamp,
                 Err(error) => return reject("invalid_timestamp", error.to_string()),
             },
         };
 
-        let uuid = conversion_uuid(first_value(message, &mapping.uuid), message);
+        let message_id = first_value(message, &mapping.uuid).map(BorrowedValue::to_value);
+        let uuid = conversion_uuid_or_else(message_id.as_ref(), || message.to_value());
         if let Some(rejection) = self.check_id_length("message id", &mapping.uuid, &uuid) {
             return rejection;
         }
 
         let mut warnings = MapWarnings::default();
         let revenue = first_value(message, &mapping.revenue).and_then(|value| {
-            let revenue = parse_revenue(value, self.settings.revenue_unit).ok();
+            let revenue = parse_revenue(&value.to_value(), self.settings.revenue_unit).ok();
             warnings.invalid_revenue = u32::from(revenue.is_none());
             revenue
         });
         let value = first_value(message, &mapping.value).and_then(|value| {
-            let number = parse_numeric_value(value).ok();
+            let number = parse_numeric_value(&value.to_value()).ok();
             warnings.invalid_value = u32::from(number.is_none());
             number
         });
@@ -262,28 +270,28 @@ impl Mapper {
         )
     }
 
-    fn tags(&self, message: &Value, warnings: &mut MapWarnings) -> Map<String, Value> {
-        let Some(Value::Object(properties)) = first_value(message, &self.settings.mapping.tags) else {
+    fn tags(&self, message: &BorrowedValue, warnings: &mut MapWarnings) -> Map<String, Value> {
+        let Some(BorrowedValue::Object(properties)) = first_value(message, &self.settings.mapping.tags) else {
             return Map::new();
         };
 
         let max_properties = self.settings.max_properties;
         warnings.excess_properties += properties.len().saturating_sub(max_properties) as u32;
 
-        let mut tags = Map::new();
+        let mut tags = Map::with_capacity(properties.len().min(max_properties));
         for (key, value) in properties.iter().take(max_properties) {
             if key == "revenue" || key == "value" {
                 continue;
             }
             match value {
-                Value::Null => {}
-                Value::String(_) | Value::Number(_) | Value::Bool(_) => {
-                    tags.insert(key.clone(), value.clone());
+                BorrowedValue::Null => {}
+                BorrowedValue::String(_) | BorrowedValue::Number(_) | BorrowedValue::Bool(_) => {
+                    tags.insert(key.to_owned(), value.to_value());
                 }
-                Value::Array(_) | Value::Object(_) => match self.settings.nested_tags {
+                BorrowedValue::Array(_) | BorrowedValue::Object(_) => match self.settings.nested_tags {
                     NestedTags::Drop => warnings.removed_tags += 1,
                     NestedTags::JsonString => {
-                        tags.insert(key.clone(), Value::String(value.to_string()));
+                        tags.insert(key.to_owned(), Value::String(value.to_value().to_string()));
                     }
                 },
             }
@@ -307,12 +315,12 @@ impl Mapper {
         ))
     }
 
-    fn map_delete(&self, message: &Value) -> MapOutcome {
+    fn map_delete(&self, message: &BorrowedValue) -> MapOutcome {
         let paths = &self.settings.mapping.user_id;
         match fields::visitor_id(message, paths) {
             Some(identifier) => match self.check_id_length("user id", paths, &identifier) {
                 Some(rejection) => rejection,
-                None => MapOutcome::Deletion(DeletionRequest { identifier, message: message.clone() }),
+                None => MapOutcome::Deletion(DeletionRequest { identifier, message: message.to_value() }),
             },
             None => reject(
                 "missing_user_id",
@@ -331,6 +339,6 @@ fn reject(reason: &'static str, message: String) -> MapOutcome {
 
 /// Returns the first value along `paths` that is not missing, `null`, an empty string, or an empty
 /// object or array.
-pub(crate) fn first_value<'a>(message: &'a Value, paths: &PathList) -> Option<&'a Value> {
+pub(crate) fn first_value<'a, 'b>(message: &'a BorrowedValue<'b>, paths: &PathList) -> Option<&'a BorrowedValue<'b>> {
     paths.0.iter().filter_map(|path| path.lookup(message)).find(|value| !fields::is_empty(value))
 }

@@ -25,10 +25,16 @@ pub fn canonical_json(value: &Value) -> String {
 /// is the text as written except that an exponent reads `e+` or `e-`. A missing or empty message id,
 /// `null`, a boolean, an array or an object falls back to the uuid of the message's canonical JSON.
 pub fn conversion_uuid(message_id: Option<&Value>, message: &Value) -> String {
+    conversion_uuid_or_else(message_id, || message.clone())
+}
+
+/// Returns the conversion uuid as [`conversion_uuid`] does, building the message with `message` only
+/// when the uuid falls back to its canonical JSON.
+pub fn conversion_uuid_or_else(message_id: Option<&Value>, message: impl FnOnce() -> Value) -> String {
     match message_id {
         Some(Value::String(text)) if !text.is_empty() => text.clone(),
         Some(Value::Number(number)) => number.to_string(),
-        _ => fallback_uuid(message),
+        _ => fallback_uuid(&message()),
     }
 }
 

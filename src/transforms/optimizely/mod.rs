@@ -5,6 +5,7 @@
 //! - [`datafile`] and [`datafile_source`]: the datafile model and where it is loaded from.
 //! - [`timestamp`], [`number`], [`path`], [`message_uuid`]: value-level rules.
 
+pub mod borrowed;
 pub mod config;
 pub mod datafile;
 pub mod datafile_refresh;

@@ -12,6 +12,8 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_json::Value;
 
+use super::borrowed::BorrowedValue;
+
 /// A parsed path into a JSON value, such as `$.properties['Order Id']`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonPath {
@@ -47,12 +49,12 @@ pub struct PathError {
 impl JsonPath {
     /// Returns the value the path selects in `value`, or `None` when a member or element is missing or
     /// a step meets a value of the wrong type (a name on an array, an index on an object).
-    pub fn lookup<'a>(&self, value: &'a Value) -> Option<&'a Value> {
+    pub fn lookup<'a, T: JsonTree>(&self, value: &'a T) -> Option<&'a T> {
         let mut current = value;
         for segment in &self.segments {
             current = match segment {
-                Segment::Member(name) => current.as_object()?.get(name)?,
-                Segment::Index(index) => current.as_array()?.get(*index)?,
+                Segment::Member(name) => current.member(name)?,
+                Segment::Index(index) => current.element(*index)?,
             };
         }
         Some(current)
@@ -83,6 +85,34 @@ impl<'de> serde::Deserialize<'de> for JsonPath {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<JsonPath, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(de::Error::custom)
+    }
+}
+
+/// A JSON value that a [`JsonPath`] can step into.
+pub trait JsonTree {
+    /// Returns the value of object member `name`, or `None` when this is no object or has no such member.
+    fn member(&self, name: &str) -> Option<&Self>;
+    /// Returns the array element at `index`, or `None` when this is no array or the index is past its end.
+    fn element(&self, index: usize) -> Option<&Self>;
+}
+
+impl JsonTree for Value {
+    fn member(&self, name: &str) -> Option<&Value> {
+        self.as_object()?.get(name)
+    }
+
+    fn element(&self, index: usize) -> Option<&Value> {
+        self.as_array()?.get(index)
+    }
+}
+
+impl JsonTree for BorrowedValue<'_> {
+    fn member(&self, name: &str) -> Option<&Self> {
+        self.as_object()?.get(name)
+    }
+
+    fn element(&self, index: usize) -> Option<&Self> {
+        BorrowedValue::element(self, index)
     }
 }
 

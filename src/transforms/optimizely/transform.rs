@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use super::borrowed::BorrowedValue;
 use super::config::OptimizelyTransformConfig;
 use super::datafile::Datafile;
 use super::mapper::{MapOutcome, MapWarnings, Mapper, MapperSettings, Rejection, SkipReason};
@@ -15,6 +16,7 @@ use crate::ack::EventStatus;
 use crate::event::{DeadLetter, Event, Payload};
 use crate::log_limit::LogLimiter;
 use crate::observability::{ComponentKind, ComponentMetrics};
+use crate::sources::decode;
 use crate::topology::{Input, Output};
 
 /// Counters of problems that removed a field but still let the conversion be sent.
@@ -50,6 +52,16 @@ pub struct OptimizelyTransform {
     mapper: ArcSwap<Mapper>,
     warnings: WarningCounters,
     metrics: ComponentMetrics,
+}
+
+/// One event being routed: its acknowledgement, its origin, and where its outcome goes.
+struct Routed<'a> {
+    finalizer: crate::ack::EventFinalizer,
+    origin: Option<Arc<Map<String, Value>>>,
+    conversions: &'a mut Vec<Event>,
+    dropped: &'a mut Vec<Event>,
+    deletions: &'a mut Vec<Event>,
+    limiter: &'a mut LogLimiter,
 }
 
 /// The three outputs of the transform.
@@ -130,6 +142,9 @@ impl OptimizelyTransform {
     pub fn map_bytes(&self, line: &[u8]) -> MapOutcome {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        if let Ok(message) = BorrowedValue::parse(line) {
+            return self.count_warnings(self.mapper.load().map_borrowed(&message));
+        }
         match serde_json::from_slice::<Value>(line) {
             Ok(message) => self.map_message(&message),
             Err(error) => {
@@ -161,7 +176,10 @@ impl OptimizelyTransform {
 
     /// Maps one Segment message with the current datafile.
     pub fn map_message(&self, message: &Value) -> MapOutcome {
-        let outcome = self.mapper.load().map(message);
+        self.count_warnings(self.mapper.load().map(message))
+    }
+
+    fn count_warnings(&self, outcome: MapOutcome) -> MapOutcome {
         if let MapOutcome::Conversion(_, warnings) = &outcome {
             self.warnings.add(warnings);
         }
@@ -205,29 +223,58 @@ impl OptimizelyTransform {
         limiter: &mut LogLimiter,
     ) {
         let Event { payload, finalizer, origin } = event;
-        let message = match payload {
-            Payload::Message(message) => message,
+        let routed = Routed { finalizer, origin, conversions, dropped, deletions, limiter };
+        match payload {
+            Payload::Message(message) => {
+                let outcome = mapper.map(&message);
+                self.route_outcome(outcome, || message, routed);
+            }
+            Payload::RawMessage(text) => match BorrowedValue::parse(&text) {
+                Ok(message) => {
+                    let outcome = mapper.map_borrowed(&message);
+                    self.route_outcome(outcome, || message.to_value(), routed);
+                }
+                Err(_) => {
+                    let event = Event {
+                        payload: decode::parse_raw_message(&text),
+                        finalizer: routed.finalizer,
+                        origin: routed.origin,
+                    };
+                    self.route(mapper, event, routed.conversions, routed.dropped, routed.deletions, routed.limiter);
+                }
+            },
             Payload::Unparsed(unparsed) => {
                 let rejection = Rejection { reason: unparsed.reason, message: unparsed.error };
-                let mut record = self.dead_letter(rejection, Value::String(unparsed.text), finalizer, origin, limiter);
+                let mut record = self.dead_letter(
+                    rejection,
+                    Value::String(unparsed.text),
+                    routed.finalizer,
+                    routed.origin,
+                    routed.limiter,
+                );
                 if let (Some(bytes), Payload::DeadLetter(dead_letter)) = (unparsed.bytes, &mut record.payload) {
                     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
                     dead_letter.details.insert("event_base64".to_owned(), Value::String(encoded));
                 }
-                dropped.push(record);
-                return;
+                routed.dropped.push(record);
             }
             other => {
                 let rejection = Rejection {
                     reason: "unsupported_event",
                     message: "the transform accepts Segment messages only; connect it to a source".to_owned(),
                 };
-                dropped.push(self.dead_letter(rejection, other.to_json(), finalizer, origin, limiter));
-                return;
+                let record =
+                    self.dead_letter(rejection, other.to_json(), routed.finalizer, routed.origin, routed.limiter);
+                routed.dropped.push(record);
             }
-        };
+        }
+    }
 
-        match mapper.map(&message) {
+    /// Sends the outcome of mapping one message to its output. `original` builds the message for a
+    /// dead-letter record.
+    fn route_outcome(&self, outcome: MapOutcome, original: impl FnOnce() -> Value, routed: Routed<'_>) {
+        let Routed { finalizer, origin, conversions, dropped, deletions, limiter } = routed;
+        match outcome {
             MapOutcome::Conversion(conversion, warnings) => {
                 self.warnings.add(&warnings);
                 self.count_removed_fields(&warnings);
@@ -255,7 +302,7 @@ impl OptimizelyTransform {
                 finalizer.finalize(EventStatus::Skipped);
             }
             MapOutcome::Rejected(rejection) => {
-                dropped.push(self.dead_letter(rejection, message, finalizer, origin, limiter))
+                dropped.push(self.dead_letter(rejection, original(), finalizer, origin, limiter))
             }
         }
     }

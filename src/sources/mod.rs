@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod file;
 pub mod http_server;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod lines;
 pub mod stdin;
@@ -19,6 +20,7 @@ use crate::topology::{Output, OutputClosed, RunStats};
 
 pub use file::FileSourceConfig;
 pub use http_server::HttpServerSourceConfig;
+#[cfg(feature = "kafka")]
 pub use kafka::KafkaSourceConfig;
 pub use stdin::StdinSourceConfig;
 
@@ -38,7 +40,8 @@ pub enum SourceConfig {
     File(FileSourceConfig),
     /// `type = "http_server"`.
     HttpServer(HttpServerSourceConfig),
-    /// `type = "kafka"`.
+    /// `type = "kafka"`, in builds with the `kafka` feature (on by default).
+    #[cfg(feature = "kafka")]
     Kafka(KafkaSourceConfig),
 }
 
@@ -52,7 +55,13 @@ impl SourceConfig {
             "stdin" => parse_typed(table, SourceConfig::Stdin),
             "file" => parse_typed(table, SourceConfig::File),
             "http_server" => parse_typed(table, SourceConfig::HttpServer),
+            #[cfg(feature = "kafka")]
             "kafka" => parse_typed(table, SourceConfig::Kafka),
+            #[cfg(not(feature = "kafka"))]
+            "kafka" => Err(vec![
+                "this build has no kafka source; build optimizely-relay with its `kafka` feature, which is on by default"
+                    .to_owned(),
+            ]),
             other => Err(unknown_type(other, SourceConfig::TYPES)),
         }
     }
@@ -63,6 +72,7 @@ impl SourceConfig {
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::File(_) => "file",
             SourceConfig::HttpServer(_) => "http_server",
+            #[cfg(feature = "kafka")]
             SourceConfig::Kafka(_) => "kafka",
         }
     }
@@ -73,6 +83,7 @@ impl SourceConfig {
             SourceConfig::Stdin(config) => config.validate(),
             SourceConfig::File(config) => config.validate(),
             SourceConfig::HttpServer(config) => config.validate(),
+            #[cfg(feature = "kafka")]
             SourceConfig::Kafka(config) => config.validate(),
         }
     }

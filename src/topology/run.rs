@@ -193,6 +193,7 @@ async fn run_source(source: SourceConfig, context: SourceContext) -> Result<(), 
         SourceConfig::Stdin(config) => config.run(context).await,
         SourceConfig::File(config) => config.run(context).await,
         SourceConfig::HttpServer(config) => config.run(context).await,
+        #[cfg(feature = "kafka")]
         SourceConfig::Kafka(config) => config.run(context).await,
     }
 }

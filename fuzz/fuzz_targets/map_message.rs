@@ -1,5 +1,6 @@
 //! Decodes one input line and maps every message in it with a fixed datafile, then encodes each
-//! conversion as the Event API sink does.
+//! conversion as the Event API sink does. A line that the sources pass on as text is also mapped
+//! through the borrowed parse, which must give the same outcome as mapping the parsed `Value`.
 //!
 //! The first byte picks one of four transform settings; the rest is the line.
 #![no_main]
@@ -8,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use optimizely_relay::event::Payload;
-use optimizely_relay::sources::decode::decode_line;
+use optimizely_relay::sources::decode::{decode_line, decode_owned_line};
 use optimizely_relay::transforms::optimizely::datafile::Datafile;
 use optimizely_relay::transforms::optimizely::{MapOutcome, OptimizelyTransform, OptimizelyTransformConfig};
 
@@ -40,6 +41,14 @@ fn transforms() -> &'static [OptimizelyTransform] {
 fuzz_target!(|data: &[u8]| {
     let Some((selector, line)) = data.split_first() else { return };
     let transform = &transforms()[usize::from(*selector) % SETTINGS.len()];
+
+    let mut raw = Vec::new();
+    decode_owned_line(line.to_vec(), &mut raw);
+    if let [Payload::RawMessage(text)] = &raw[..] {
+        if let Ok(message) = serde_json::from_slice::<serde_json::Value>(text) {
+            assert_eq!(transform.map_bytes(text), transform.map_message(&message), "borrowed and Value mapping differ");
+        }
+    }
 
     let mut payloads = Vec::new();
     decode_line(line, &mut payloads);

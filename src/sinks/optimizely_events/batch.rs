@@ -323,7 +323,7 @@ fn payload_kind(payload: &Payload) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Snapshot, SnapshotEvent, Visitor};
+    use crate::event::{Snapshot, SnapshotEvent, Tags, Visitor};
     use serde_json::json;
 
     fn key(revision: &str, endpoint: &str) -> Arc<BatchKey> {
@@ -352,7 +352,7 @@ mod tests {
                     uuid: format!("uuid-{visitor_id}"),
                     revenue: None,
                     value: None,
-                    tags: serde_json::Map::new(),
+                    tags: Tags::default(),
                 }],
             }],
         };

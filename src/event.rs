@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::ack::{EventFinalizer, EventStatus};
+
+mod json;
 
 /// One event in the pipeline: its payload and the acknowledgement reference of the source event it came
 /// from.
@@ -155,8 +156,7 @@ impl Conversion {
 
     /// Writes the complete Event API request body as compact JSON, without building a `Value`.
     pub fn write_body(&self, output: &mut Vec<u8>) {
-        // Serializing these plain structs into a Vec cannot fail: every map key is a string.
-        let _ = serde_json::to_writer(output, &self.body());
+        json::write_body(self, output);
     }
 
     fn body(&self) -> Body<'_> {
@@ -181,6 +181,13 @@ pub struct Visitor {
     pub attributes: Vec<VisitorAttribute>,
     /// Always one snapshot with no decisions and one event.
     pub snapshots: Vec<Snapshot>,
+}
+
+impl Visitor {
+    /// Writes the visitor entry as compact JSON, byte for byte as serde_json serializes it.
+    pub fn write_json(&self, output: &mut Vec<u8>) {
+        json::write_visitor(self, output);
+    }
 }
 
 /// A visitor attribute of an Event API request.
@@ -229,63 +236,103 @@ pub struct SnapshotEvent {
 
 /// Event tags: the compact JSON text of an object, such as `{"plan":"pro"}`.
 ///
-/// The transform writes the text once, and encoding a request body copies it instead of serializing a
-/// map. Building a `serde_json::Map` of tags per event instead cost about 10,700 instructions per event
-/// (`valgrind --tool=callgrind`, 5,000 messages of the `end_to_end` benchmark's workload).
+/// The transform writes the text once, and request bodies copy it. Writing it takes about 5,300
+/// instructions per event where building a `serde_json::Map` took 10,600, before serializing it
+/// (`valgrind --tool=callgrind`, 5,000 messages of the `end_to_end` benchmark's workload). Serializing
+/// tags with serde parses the text into a map first, so only [`Visitor::write_json`] and
+/// [`Conversion::write_body`] copy it.
 ///
 /// Two tag sets are equal when their objects are, in any key order, as `serde_json::Map`s compare.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Tags(Box<RawValue>);
+#[derive(Debug, Clone)]
+pub struct Tags {
+    json: String,
+}
 
 impl Tags {
     /// Builds tags from a map, written as serde_json writes the map.
     pub fn from_map(map: &Map<String, Value>) -> Tags {
-        Tags::from_serialized(map)
-    }
-
-    /// Builds tags from key-value pairs in order. The caller passes each key once: a repeated key
-    /// would be written twice.
-    pub(crate) fn from_entries<K: Serialize, V: Serialize>(entries: &[(K, V)]) -> Tags {
-        Tags::from_serialized(&Entries(entries))
-    }
-
-    fn from_serialized(object: &impl Serialize) -> Tags {
-        // Serializing string keys and JSON values into a string cannot fail.
-        serde_json::value::to_raw_value(object).map(Tags).unwrap_or_default()
+        // Serializing a map with string keys into a string cannot fail.
+        Tags { json: serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned()) }
     }
 
     /// Returns the tags' JSON text.
     pub fn as_json(&self) -> &str {
-        self.0.get()
+        &self.json
     }
 
     /// Parses the tags into a map.
     pub fn to_map(&self) -> Map<String, Value> {
-        // The text is a JSON object: it was serialized from one, or deserialized as valid JSON text.
-        serde_json::from_str(self.0.get()).unwrap_or_default()
-    }
-}
-
-/// Key-value pairs that serialize as a map.
-struct Entries<'a, K, V>(&'a [(K, V)]);
-
-impl<K: Serialize, V: Serialize> Serialize for Entries<'_, K, V> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(key, value)| (key, value)))
+        // The text is a JSON object: it was written from a map or by `TagsBuilder`.
+        serde_json::from_str(&self.json).unwrap_or_default()
     }
 }
 
 impl Default for Tags {
     /// Returns no tags, `{}`.
     fn default() -> Tags {
-        Tags(serde_json::value::to_raw_value(&Map::new()).expect("an empty map serializes"))
+        Tags { json: "{}".to_owned() }
     }
 }
 
 impl PartialEq for Tags {
     fn eq(&self, other: &Tags) -> bool {
-        self.as_json() == other.as_json() || self.to_map() == other.to_map()
+        self.json == other.json || self.to_map() == other.to_map()
+    }
+}
+
+impl Serialize for Tags {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Tags, D::Error> {
+        Map::deserialize(deserializer).map(|map| Tags::from_map(&map))
+    }
+}
+
+/// Writes the JSON text of [`Tags`] one member at a time, escaped as serde_json escapes it.
+pub(crate) struct TagsBuilder {
+    text: Vec<u8>,
+}
+
+impl TagsBuilder {
+    /// Starts an empty object with room for about `members` short members.
+    pub(crate) fn with_capacity(members: usize) -> TagsBuilder {
+        let mut text = Vec::with_capacity(2 + members * 32);
+        text.push(b'{');
+        TagsBuilder { text }
+    }
+
+    /// Adds a member with a string value. The caller adds each key once: a repeated key would be
+    /// written twice.
+    pub(crate) fn add_string(&mut self, key: &str, value: &str) {
+        self.add_key(key);
+        json::write_string(&mut self.text, value);
+    }
+
+    /// Adds a member with a value that serde_json writes. The caller adds each key once.
+    pub(crate) fn add_value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        self.add_key(key);
+        json::write_value(&mut self.text, value);
+    }
+
+    fn add_key(&mut self, key: &str) {
+        if self.text.len() > 1 {
+            self.text.push(b',');
+        }
+        json::write_string(&mut self.text, key);
+        self.text.push(b':');
+    }
+
+    /// Closes the object.
+    pub(crate) fn finish(mut self) -> Tags {
+        self.text.push(b'}');
+        // Every piece came from a `str` or from serde_json, so the text is UTF-8 and nothing is lost.
+        let json =
+            String::from_utf8(self.text).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+        Tags { json }
     }
 }
 

@@ -163,13 +163,9 @@ impl Batcher {
             let kind = payload_kind(&event.payload);
             return Err(Box::new(Unbatched { event, error: BatchError::Unsupported { kind } }));
         };
-        let visitor = match serde_json::to_vec(&conversion.visitor) {
-            Ok(bytes) => Bytes::from(bytes),
-            Err(error) => {
-                let error = BatchError::Encoding { error: error.to_string() };
-                return Err(Box::new(Unbatched { event, error }));
-            }
-        };
+        let mut visitor = Vec::new();
+        conversion.visitor.write_json(&mut visitor);
+        let visitor = Bytes::from(visitor);
 
         let index = match self.find_open(&conversion.batch_key) {
             Some(index) => index,

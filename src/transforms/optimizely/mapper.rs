@@ -1,6 +1,5 @@
 //! Maps one Segment message to its outcome with one datafile.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use super::message_uuid::conversion_uuid_or_else;
 use super::number::{json_kind, parse_numeric_value, parse_revenue, RevenueUnit};
 use super::path::PathList;
 use super::timestamp::{parse_timestamp, TimestampUnit};
-use crate::event::{BatchKey, Conversion, DeletionRequest, Snapshot, SnapshotEvent, Tags, Visitor};
+use crate::event::{BatchKey, Conversion, DeletionRequest, Snapshot, SnapshotEvent, Tags, TagsBuilder, Visitor};
 
 /// Segment message types that carry no conversion and are skipped.
 const SKIPPED_TYPES: &[&str] = &["identify", "page", "screen", "group", "alias"];
@@ -280,26 +279,22 @@ impl Mapper {
         warnings.excess_properties += properties.len().saturating_sub(max_properties) as u32;
 
         // The parse merged repeated keys, so each key comes once.
-        let mut tags: Vec<(&str, Cow<BorrowedValue>)> = Vec::with_capacity(properties.len().min(max_properties));
+        let mut tags = TagsBuilder::with_capacity(properties.len().min(max_properties));
         for (key, value) in properties.iter().take(max_properties) {
             if key == "revenue" || key == "value" {
                 continue;
             }
             match value {
                 BorrowedValue::Null => {}
-                BorrowedValue::String(_) | BorrowedValue::Number(_) | BorrowedValue::Bool(_) => {
-                    tags.push((key, Cow::Borrowed(value)));
-                }
+                BorrowedValue::String(text) => tags.add_string(key, text),
+                BorrowedValue::Number(_) | BorrowedValue::Bool(_) => tags.add_value(key, value),
                 BorrowedValue::Array(_) | BorrowedValue::Object(_) => match self.settings.nested_tags {
                     NestedTags::Drop => warnings.removed_tags += 1,
-                    NestedTags::JsonString => {
-                        let text = value.to_value().to_string();
-                        tags.push((key, Cow::Owned(BorrowedValue::String(Cow::Owned(text)))));
-                    }
+                    NestedTags::JsonString => tags.add_string(key, &value.to_value().to_string()),
                 },
             }
         }
-        Tags::from_entries(&tags)
+        tags.finish()
     }
 
     /// Rejects an id longer than `max_id_bytes`, naming the field and the paths it was read from.

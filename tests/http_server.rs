@@ -290,7 +290,10 @@ async fn full_pipeline_answers_503() {
 #[tokio::test]
 async fn acknowledgements_report_each_event() {
     let api = RecordingServer::start().await;
-    let relay = Relay::start(&api, "acknowledgements = true\nack_timeout_secs = 2", "").await;
+    // 100 retries at most 0.2 s apart take about 10 s on average, and less than 2 s with a
+    // negligible chance, so the event failing with 503 is still pending at the 2 s timeout.
+    let retries = "request.retry_attempts = 100\nrequest.retry_max_backoff_secs = 0.2";
+    let relay = Relay::start(&api, "acknowledgements = true\nack_timeout_secs = 2", retries).await;
 
     let (status, body) = relay.post("/v1/track", track("u-1", "m-1").to_string()).await;
     assert_eq!((status, body), (200, json!({"success": true, "accepted": 1})), "delivered");

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use optimizely_relay::ack::{AckReceiver, EventFinalizer, EventStatus};
 use optimizely_relay::event::{
-    BatchKey, Conversion, Event, Payload, Snapshot, SnapshotEvent, Visitor, VisitorAttribute,
+    BatchKey, Conversion, Event, Payload, Snapshot, SnapshotEvent, Tags, Visitor, VisitorAttribute,
 };
 use optimizely_relay::sinks::optimizely_events::{BuildError, OptimizelyEventsConfig, OptimizelyEventsSink};
 use optimizely_relay::topology::{buffer, BufferConfig, BufferSender, Output, Unconnected};
@@ -247,7 +247,7 @@ fn visitor(id: &str, currency: &str) -> Visitor {
                 uuid: format!("uuid-{id}"),
                 revenue: Some(1999),
                 value: None,
-                tags,
+                tags: Tags::from_map(&tags),
             }],
         }],
     }

@@ -163,13 +163,9 @@ impl Batcher {
             let kind = payload_kind(&event.payload);
             return Err(Box::new(Unbatched { event, error: BatchError::Unsupported { kind } }));
         };
-        let visitor = match serde_json::to_vec(&conversion.visitor) {
-            Ok(bytes) => Bytes::from(bytes),
-            Err(error) => {
-                let error = BatchError::Encoding { error: error.to_string() };
-                return Err(Box::new(Unbatched { event, error }));
-            }
-        };
+        let mut visitor = Vec::new();
+        conversion.visitor.write_json(&mut visitor);
+        let visitor = Bytes::from(visitor);
 
         let index = match self.find_open(&conversion.batch_key) {
             Some(index) => index,
@@ -323,7 +319,7 @@ fn payload_kind(payload: &Payload) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Snapshot, SnapshotEvent, Visitor};
+    use crate::event::{Snapshot, SnapshotEvent, Tags, Visitor};
     use serde_json::json;
 
     fn key(revision: &str, endpoint: &str) -> Arc<BatchKey> {
@@ -352,7 +348,7 @@ mod tests {
                     uuid: format!("uuid-{visitor_id}"),
                     revenue: None,
                     value: None,
-                    tags: serde_json::Map::new(),
+                    tags: Tags::default(),
                 }],
             }],
         };

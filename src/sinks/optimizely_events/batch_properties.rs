@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::batch::{Batch, BatchError, BatchLimits, Batcher};
-use crate::event::{BatchKey, Conversion, Event, Payload, Snapshot, SnapshotEvent, Visitor};
+use crate::event::{BatchKey, Conversion, Event, Payload, Snapshot, SnapshotEvent, Tags, Visitor};
 
 fn key(revision: &str) -> Arc<BatchKey> {
     Arc::new(BatchKey {
@@ -42,7 +42,7 @@ fn conversion(key: &Arc<BatchKey>, id: &str, padding: usize) -> Event {
                 uuid: id.to_owned(),
                 revenue: None,
                 value: None,
-                tags,
+                tags: Tags::from_map(&tags),
             }],
         }],
     };

@@ -3,8 +3,8 @@
 //!
 //! - [`config`]: the settings and the librdkafka configuration built from them.
 //! - [`offsets`]: per partition, the offset below which every event is final.
-//! - [`group`]: the thread that serves rebalances and commits offsets.
-//! - [`reader`]: the task that reads the partitions' queues and emits events.
+//! - `group`: the thread that serves rebalances and commits offsets.
+//! - `reader`: the task that reads the partitions' queues and emits events.
 //!
 //! Delivery is at least once: after a crash, a rebalance that timed out, or an undelivered event, a
 //! partition's next reader starts from the last committed offset and sends again the events after

@@ -16,6 +16,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
 /// The key under which serde_json's `arbitrary_precision` feature passes a number to `visit_map`: a
@@ -183,6 +184,20 @@ fn merge_repeated_keys<'a>(members: Vec<(Cow<'a, str>, BorrowedValue<'a>)>) -> V
     merged
 }
 
+/// Serializes as the `serde_json::Value` of [`BorrowedValue::to_value`] does, without building it.
+impl Serialize for BorrowedValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BorrowedValue::Null => serializer.serialize_unit(),
+            BorrowedValue::Bool(boolean) => serializer.serialize_bool(*boolean),
+            BorrowedValue::Number(number) => number.serialize(serializer),
+            BorrowedValue::String(text) => serializer.serialize_str(text),
+            BorrowedValue::Array(items) => serializer.collect_seq(items),
+            BorrowedValue::Object(object) => serializer.collect_map(object.iter()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for BorrowedValue<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<BorrowedValue<'de>, D::Error> {
         deserializer.deserialize_any(BorrowedValueVisitor)
@@ -270,6 +285,11 @@ mod tests {
             serde_json::to_string(&borrowed.to_value()).unwrap(),
             serde_json::to_string(&expected).unwrap(),
             "{text}"
+        );
+        assert_eq!(
+            serde_json::to_string(&borrowed).unwrap(),
+            serde_json::to_string(&expected).unwrap(),
+            "serialized directly: {text}"
         );
     }
 

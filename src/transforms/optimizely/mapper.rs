@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::borrowed::BorrowedValue;
 use super::config::{MappingConfig, NestedTags, OptimizelyTransformConfig, UnknownEventKeys};
@@ -14,7 +14,7 @@ use super::message_uuid::conversion_uuid_or_else;
 use super::number::{json_kind, parse_numeric_value, parse_revenue, RevenueUnit};
 use super::path::PathList;
 use super::timestamp::{parse_timestamp, TimestampUnit};
-use crate::event::{BatchKey, Conversion, DeletionRequest, Snapshot, SnapshotEvent, Visitor};
+use crate::event::{BatchKey, Conversion, DeletionRequest, Snapshot, SnapshotEvent, Tags, TagsBuilder, Visitor};
 
 /// Segment message types that carry no conversion and are skipped.
 const SKIPPED_TYPES: &[&str] = &["identify", "page", "screen", "group", "alias"];
@@ -270,33 +270,31 @@ impl Mapper {
         )
     }
 
-    fn tags(&self, message: &BorrowedValue, warnings: &mut MapWarnings) -> Map<String, Value> {
+    fn tags(&self, message: &BorrowedValue, warnings: &mut MapWarnings) -> Tags {
         let Some(BorrowedValue::Object(properties)) = first_value(message, &self.settings.mapping.tags) else {
-            return Map::new();
+            return Tags::default();
         };
 
         let max_properties = self.settings.max_properties;
         warnings.excess_properties += properties.len().saturating_sub(max_properties) as u32;
 
-        let mut tags = Map::with_capacity(properties.len().min(max_properties));
+        // The parse merged repeated keys, so each key comes once.
+        let mut tags = TagsBuilder::with_capacity(properties.len().min(max_properties));
         for (key, value) in properties.iter().take(max_properties) {
             if key == "revenue" || key == "value" {
                 continue;
             }
             match value {
                 BorrowedValue::Null => {}
-                BorrowedValue::String(_) | BorrowedValue::Number(_) | BorrowedValue::Bool(_) => {
-                    tags.insert(key.to_owned(), value.to_value());
-                }
+                BorrowedValue::String(text) => tags.add_string(key, text),
+                BorrowedValue::Number(_) | BorrowedValue::Bool(_) => tags.add_value(key, value),
                 BorrowedValue::Array(_) | BorrowedValue::Object(_) => match self.settings.nested_tags {
                     NestedTags::Drop => warnings.removed_tags += 1,
-                    NestedTags::JsonString => {
-                        tags.insert(key.to_owned(), Value::String(value.to_value().to_string()));
-                    }
+                    NestedTags::JsonString => tags.add_string(key, &value.to_value().to_string()),
                 },
             }
         }
-        tags
+        tags.finish()
     }
 
     /// Rejects an id longer than `max_id_bytes`, naming the field and the paths it was read from.

@@ -1,0 +1,195 @@
+//! Writes Event API request bodies as compact JSON.
+//!
+//! The output is byte for byte what serde_json writes for the derived `Serialize` of [`Visitor`] and
+//! its parts, which the tests below check. Writing member names as constants and copying strings that
+//! need no escaping skips serde_json's byte-by-byte escaping of every name and value, and tags are
+//! copied as the text the transform wrote.
+
+use serde::Serialize;
+
+use super::{Conversion, Snapshot, SnapshotEvent, Visitor, VisitorAttribute};
+
+/// Writes the complete request body of `conversion`: the top-level fields, then its one visitor.
+pub(super) fn write_body(conversion: &Conversion, output: &mut Vec<u8>) {
+    write_value(output, &*conversion.batch_key);
+    // The key is written as an object. Its closing brace makes way for the `visitors` member.
+    if output.last() == Some(&b'}') {
+        output.pop();
+        output.push(b',');
+    }
+    output.extend_from_slice(b"\"visitors\":[");
+    write_visitor(&conversion.visitor, output);
+    output.extend_from_slice(b"]}");
+}
+
+/// Writes one visitor entry.
+pub(super) fn write_visitor(visitor: &Visitor, output: &mut Vec<u8>) {
+    output.extend_from_slice(b"{\"visitor_id\":");
+    write_string(output, &visitor.visitor_id);
+    output.extend_from_slice(b",\"attributes\":");
+    write_array(output, &visitor.attributes, write_attribute);
+    output.extend_from_slice(b",\"snapshots\":");
+    write_array(output, &visitor.snapshots, write_snapshot);
+    output.push(b'}');
+}
+
+/// Writes `items` as a JSON array, each item with `write_item`.
+fn write_array<T>(output: &mut Vec<u8>, items: &[T], write_item: fn(&T, &mut Vec<u8>)) {
+    output.push(b'[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            output.push(b',');
+        }
+        write_item(item, output);
+    }
+    output.push(b']');
+}
+
+fn write_attribute(attribute: &VisitorAttribute, output: &mut Vec<u8>) {
+    output.extend_from_slice(b"{\"entity_id\":");
+    write_string(output, &attribute.entity_id);
+    output.extend_from_slice(b",\"key\":");
+    write_string(output, &attribute.key);
+    output.extend_from_slice(b",\"type\":");
+    write_string(output, &attribute.kind);
+    output.extend_from_slice(b",\"value\":");
+    write_value(output, &attribute.value);
+    output.push(b'}');
+}
+
+fn write_snapshot(snapshot: &Snapshot, output: &mut Vec<u8>) {
+    output.extend_from_slice(b"{\"decisions\":");
+    write_value(output, &snapshot.decisions);
+    output.extend_from_slice(b",\"events\":");
+    write_array(output, &snapshot.events, write_event);
+    output.push(b'}');
+}
+
+fn write_event(event: &SnapshotEvent, output: &mut Vec<u8>) {
+    output.extend_from_slice(b"{\"entity_id\":");
+    write_string(output, &event.entity_id);
+    output.extend_from_slice(b",\"key\":");
+    write_string(output, &event.key);
+    output.extend_from_slice(b",\"timestamp\":");
+    write_value(output, &event.timestamp);
+    output.extend_from_slice(b",\"uuid\":");
+    write_string(output, &event.uuid);
+    if let Some(revenue) = event.revenue {
+        output.extend_from_slice(b",\"revenue\":");
+        write_value(output, &revenue);
+    }
+    if let Some(value) = &event.value {
+        output.extend_from_slice(b",\"value\":");
+        write_value(output, value);
+    }
+    output.extend_from_slice(b",\"tags\":");
+    output.extend_from_slice(event.tags.as_json().as_bytes());
+    output.push(b'}');
+}
+
+/// Writes `text` as a JSON string, escaped as serde_json escapes it.
+pub(super) fn write_string(output: &mut Vec<u8>, text: &str) {
+    // serde_json escapes only `"`, `\` and the control characters below U+0020 (serde_json 1.0,
+    // `ESCAPE` in `src/ser.rs`), so text without them is copied as it is.
+    let needs_escape = text.bytes().fold(false, |found, byte| found | (byte < 0x20) | (byte == b'"') | (byte == b'\\'));
+    if needs_escape {
+        write_value(output, text);
+    } else {
+        output.push(b'"');
+        output.extend_from_slice(text.as_bytes());
+        output.push(b'"');
+    }
+}
+
+/// Writes `value` with serde_json.
+pub(super) fn write_value<T: Serialize + ?Sized>(output: &mut Vec<u8>, value: &T) {
+    // Serializing into a Vec cannot fail for these values: every map key is a string.
+    let _ = serde_json::to_writer(&mut *output, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::event::{BatchKey, Tags};
+
+    fn visitor(revenue: Option<i64>, value: Option<serde_json::Number>, tags: Value) -> Visitor {
+        let Value::Object(tags) = tags else { panic!("tags must be an object") };
+        let attribute = |key: &str, value: Value| VisitorAttribute {
+            entity_id: format!("id-{key}"),
+            key: key.to_owned(),
+            kind: "custom".to_owned(),
+            value,
+        };
+        Visitor {
+            visitor_id: "user \"1\"\n".to_owned(),
+            attributes: vec![
+                attribute("plan", json!("Straße")),
+                attribute("beta", json!(false)),
+                attribute("age", json!(42)),
+                attribute("score", json!(1.5)),
+            ],
+            snapshots: vec![Snapshot {
+                decisions: vec![json!({"campaign_id": "1"})],
+                events: vec![SnapshotEvent {
+                    entity_id: "30000001".to_owned(),
+                    key: "order\\completed".to_owned(),
+                    timestamp: -1,
+                    uuid: "m-\u{1}".to_owned(),
+                    revenue,
+                    value,
+                    tags: Tags::from_map(&tags),
+                }],
+            }],
+        }
+    }
+
+    fn key() -> BatchKey {
+        BatchKey {
+            endpoint: "http://127.0.0.1/v1/events".to_owned(),
+            account_id: "1".to_owned(),
+            project_id: "2".to_owned(),
+            revision: "3".to_owned(),
+            client_name: "relay".to_owned(),
+            client_version: "0.1.0".to_owned(),
+            anonymize_ip: None,
+            enrich_decisions: true,
+        }
+    }
+
+    #[test]
+    fn visitor_matches_serde_json() {
+        let tags = json!({"a": "\u{e9}/\"x\"", "b": 1.50, "c": true, "\t": "\u{7f}"});
+        let cases = [
+            visitor(None, None, json!({})),
+            visitor(Some(1999), Some(serde_json::Number::from_f64(3.5).unwrap()), tags.clone()),
+            visitor(Some(-5), None, tags),
+        ];
+        for visitor in cases {
+            let mut written = Vec::new();
+            write_visitor(&visitor, &mut written);
+            assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(&visitor).unwrap());
+        }
+    }
+
+    #[test]
+    fn body_matches_serde_json() {
+        let conversion = Conversion { batch_key: Arc::new(key()), visitor: visitor(Some(1), None, json!({"k": "v"})) };
+        let mut written = Vec::new();
+        write_body(&conversion, &mut written);
+        assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(&conversion.body()).unwrap());
+    }
+
+    #[test]
+    fn strings_escaped_like_serde_json() {
+        let cases = ["", "plain", "naïve", "a\"b", "back\\slash", "tab\t", "\u{0}\u{1f}", "\u{7f}", "/", "\u{2028}"];
+        for text in cases {
+            let mut written = Vec::new();
+            write_string(&mut written, text);
+            assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+    }
+}

@@ -68,6 +68,16 @@ pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a st
     }
 }
 
+/// Describes a TOML syntax error with its line and column, counted from 1, such as
+/// `invalid TOML at line 3, column 24: invalid basic string`.
+pub fn invalid_toml(text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error.span() else { return format!("invalid TOML: {}", error.message()) };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |start| start.chars().count()) + 1;
+    format!("invalid TOML at line {line}, column {column}: {}", error.message())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +90,12 @@ mod tests {
     #[test]
     fn suggest_ignores_unrelated_words() {
         assert_eq!(suggest("colour", ["max_events", "endpoint"]), None);
+    }
+
+    #[test]
+    fn invalid_toml_names_line_and_column() {
+        let text = "[sources.in]\ntype = \"stdin\"\nrevenue_unit = \"dollars\n";
+        let error = toml::from_str::<toml::Table>(text).unwrap_err();
+        assert_eq!(invalid_toml(text, &error), "invalid TOML at line 3, column 24: invalid basic string");
     }
 }

@@ -5,7 +5,7 @@
 //! Nothing here touches the network.
 
 mod deserialize;
-mod error;
+pub(crate) mod error;
 pub mod graph;
 mod interpolate;
 
@@ -117,7 +117,7 @@ impl Config {
     /// ```
     pub fn from_toml(text: &str, base: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut root: toml::Table = toml::from_str(text)
-            .map_err(|error| ConfigErrors(vec![ConfigError::global(format!("invalid TOML: {}", error.message()))]))?;
+            .map_err(|error| ConfigErrors(vec![ConfigError::global(error::invalid_toml(text, &error))]))?;
 
         // `[[tests]]` tables are not part of the pipeline. The `test` and `validate` commands read them
         // from the file again through `crate::unit_test`.

@@ -134,8 +134,9 @@ fn tests_files(pattern: &str) -> Result<Vec<PathBuf>, ConfigError> {
 fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| ConfigError::global(format!("cannot read `{}`: {error}", path.display())))?;
-    toml::from_str(&text)
-        .map_err(|error| ConfigError::global(format!("`{}`: invalid TOML: {}", path.display(), error.message())))
+    toml::from_str(&text).map_err(|error| {
+        ConfigError::global(format!("`{}`: {}", path.display(), crate::config::error::invalid_toml(&text, &error)))
+    })
 }
 
 struct Loader<'a> {

@@ -34,8 +34,10 @@ impl Delivery {
         while let Some(batch) = pending.pop() {
             let body = self.service.prepare(batch.encode_body());
             self.metrics.batch(batch.len(), batch.encoded_len());
-            let finished =
-                send_with_retries(&self.retry, &self.component_id, || self.service.send(batch.endpoint(), &body)).await;
+            let finished = send_with_retries(&self.retry, &self.component_id, batch.endpoint(), || {
+                self.service.send(batch.endpoint(), &body)
+            })
+            .await;
 
             if let Some((first, second)) = self.settle(batch, &finished, &mut dead_letters) {
                 // The stack is last in, first out: the first half is sent next.

@@ -89,7 +89,8 @@ impl DeletionClient {
         }
         let body = encode_body(identifier, self.identifier_type);
 
-        let finished = send_with_retries(&self.retry, &self.component_id, || self.send_once(&body)).await;
+        let finished =
+            send_with_retries(&self.retry, &self.component_id, &self.endpoint, || self.send_once(&body)).await;
         let outcome = self.redact(finished.outcome);
         match &outcome {
             AttemptOutcome::Response(response) if classify_status(response.status) == StatusClass::Success => {

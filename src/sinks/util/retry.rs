@@ -130,9 +130,15 @@ pub(crate) struct Finished {
 
 /// Sends a request through `send`, retrying retryable outcomes as `policy` allows.
 ///
-/// `send` must send the same bytes on every call. Each retry is logged with `component_id`. Returns the
-/// first outcome that is not retryable, or the last outcome when the retries are exhausted.
-pub(crate) async fn send_with_retries<F, Fut>(policy: &RetryPolicy, component_id: &str, mut send: F) -> Finished
+/// `send` must send the same bytes to `endpoint` on every call. Each retry is logged with
+/// `component_id` and the endpoint. Returns the first outcome that is not retryable, or the last
+/// outcome when the retries are exhausted.
+pub(crate) async fn send_with_retries<F, Fut>(
+    policy: &RetryPolicy,
+    component_id: &str,
+    endpoint: &reqwest::Url,
+    mut send: F,
+) -> Finished
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = AttemptOutcome>,
@@ -161,6 +167,7 @@ where
         crate::observability::metrics::http_retry(component_id);
         tracing::warn!(
             component_id,
+            %endpoint,
             outcome = %outcome,
             attempt = attempts,
             wait_secs = wait.as_secs_f64(),
@@ -310,15 +317,16 @@ mod tests {
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
         let times = Arc::new(Mutex::new(Vec::new()));
         let start = Instant::now();
-        let finished = send_with_retries(policy, "test", || {
-            let script = script.clone();
-            let times = times.clone();
-            async move {
-                times.lock().expect("not poisoned").push(start.elapsed());
-                script.lock().expect("not poisoned").pop_front().unwrap_or_else(|| response(503, None))
-            }
-        })
-        .await;
+        let finished =
+            send_with_retries(policy, "test", &reqwest::Url::parse("http://127.0.0.1:9/v1/events").unwrap(), || {
+                let script = script.clone();
+                let times = times.clone();
+                async move {
+                    times.lock().expect("not poisoned").push(start.elapsed());
+                    script.lock().expect("not poisoned").pop_front().unwrap_or_else(|| response(503, None))
+                }
+            })
+            .await;
         let times = times.lock().expect("not poisoned").clone();
         (finished, times)
     }

@@ -287,6 +287,11 @@ fn check_sdk_key(sdk_key: &str, problems: &mut Vec<String>) {
         return;
     }
 
+    // An unset variable is reported by the interpolation, which leaves its reference in the value.
+    if sdk_key.contains("${") {
+        return;
+    }
+
     // The key becomes part of the URL path, and Optimizely SDK keys use only these characters.
     let valid = sdk_key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
     if !valid {
@@ -1008,5 +1013,14 @@ mod tests {
         for toml_text in cases {
             assert_eq!(config_from_toml(toml_text).validate(), Vec::<String>::new(), "{toml_text:?}");
         }
+    }
+
+    #[test]
+    fn unset_sdk_key_variable_not_checked() {
+        let config = config_from_toml("sdk_key = \"${OPTIMIZELY_SDK_KEY}\"");
+        assert_eq!(config.validate(), Vec::<String>::new());
+
+        let config = config_from_toml("sdk_key = \"Abc/123\"");
+        assert_eq!(config.validate().len(), 1);
     }
 }

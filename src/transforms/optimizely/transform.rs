@@ -124,8 +124,8 @@ impl OptimizelyTransform {
                 messages.into_iter().map(|message| crate::config::ConfigError::component(&label, message)).collect(),
             )
         };
-        let table: toml::Table =
-            toml::from_str(settings).map_err(|error| as_errors(vec![format!("invalid TOML: {}", error.message())]))?;
+        let table: toml::Table = toml::from_str(settings)
+            .map_err(|error| as_errors(vec![crate::config::error::invalid_toml(settings, &error)]))?;
         let crate::transforms::TransformConfig::Optimizely(config) =
             crate::transforms::TransformConfig::parse("optimizely", table).map_err(as_errors)?;
         let problems = config.validate();

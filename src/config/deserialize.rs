@@ -60,6 +60,12 @@ fn describe(path: &str, message: &str) -> String {
         return format!("unknown option `{path}`{hint}");
     }
 
+    if let Some((unknown, expected)) = unknown_variant(message) {
+        let known: Vec<String> = expected.iter().map(|value| format!("`{value}`")).collect();
+        let hint = did_you_mean(unknown, expected.iter().map(String::as_str));
+        return format!("invalid value for `{path}`: `{unknown}` is not one of {}{hint}", known.join(", "));
+    }
+
     let leaf = path.rsplit('.').next().unwrap_or(path);
     let leaf = leaf.split('[').next().unwrap_or(leaf);
     if SECRET_KEYS.contains(&leaf) {
@@ -73,6 +79,18 @@ fn unknown_field(message: &str) -> Option<(&str, Vec<String>)> {
     let rest = message.strip_prefix("unknown field `")?;
     let (unknown, expected) = rest.split_once('`')?;
     let known = expected.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    Some((unknown, known))
+}
+
+/// Parses serde's "unknown variant `x`, expected `a` or `b`" message into the value and the known
+/// values.
+fn unknown_variant(message: &str) -> Option<(&str, Vec<String>)> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let known: Vec<String> = expected.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    if known.is_empty() {
+        return None;
+    }
     Some((unknown, known))
 }
 

@@ -473,11 +473,14 @@ fn take_buffer(table: &mut toml::Table, label: &str, errors: &mut Vec<ConfigErro
         }
         Err(messages) => {
             for message in messages {
-                // The table was deserialized on its own, so its keys need the `buffer.` prefix.
-                let message = message
-                    .replacen("option `", "option `buffer.", 1)
-                    .replacen("for `", "for `buffer.", 1)
-                    .replacen("did you mean `", "did you mean `buffer.", 1);
+                // The table was deserialized on its own, so its keys need the `buffer.` prefix. A hint
+                // names a key only in an unknown option's message; otherwise it names a value.
+                let unknown_option = message.starts_with("unknown option `");
+                let mut message =
+                    message.replacen("option `", "option `buffer.", 1).replacen("for `", "for `buffer.", 1);
+                if unknown_option {
+                    message = message.replacen("did you mean `", "did you mean `buffer.", 1);
+                }
                 errors.push(ConfigError::component(label, message));
             }
             BufferConfig::default()

@@ -55,7 +55,10 @@ fn buffer_typo_gets_prefixed_hint() {
         "{errors:?}"
     );
     assert!(
-        errors.iter().any(|error| error.starts_with("sinks.out: invalid value for `buffer.when_full`")),
+        errors.contains(
+            &"sinks.out: invalid value for `buffer.when_full`: `drop_oldest` is not one of `block`, `drop_newest`; did you mean `drop_newest`?"
+                .to_owned()
+        ),
         "{errors:?}"
     );
 }

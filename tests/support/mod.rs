@@ -269,7 +269,7 @@ pub async fn wait_for_port(port: u16) {
     panic!("nothing listens on 127.0.0.1:{port} after 10 seconds");
 }
 
-/// The TOML of an `optimizely` transform `opt` reading `input` with the quickstart datafile, an
+/// Returns the TOML of an `optimizely` transform `opt` reading `input` with the quickstart datafile, an
 /// Event API sink `api` sending to `endpoint` after 50 ms batches, and a file sink writing both
 /// components' dead letters to `dead.ndjson` in the working directory.
 pub fn quickstart_pipeline(input: &str, endpoint: &str) -> String {

@@ -125,27 +125,7 @@ impl Default for RequestConfig {
 }
 
 /// An error building an `optimizely_events` sink.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// One or more settings have invalid values; every problem is listed.
-    #[error("invalid settings for sink `{component_id}`: {}", .problems.join("; "))]
-    InvalidConfig {
-        /// The sink's id.
-        component_id: String,
-        /// Each invalid setting, with its value and the accepted range.
-        problems: Vec<String>,
-    },
-
-    /// The HTTP client could not be created, for example because the TLS backend failed to load.
-    #[error("failed to build the HTTP client of sink `{component_id}`: {source}")]
-    HttpClient {
-        /// The sink's id.
-        component_id: String,
-        /// The client's error.
-        #[source]
-        source: reqwest::Error,
-    },
-}
+pub use crate::sinks::SinkBuildError as BuildError;
 
 /// The settings in the types the sink works with, after validation.
 #[derive(Debug, Clone)]

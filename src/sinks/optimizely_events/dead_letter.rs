@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use super::batch::BatchError;
 use crate::ack::EventStatus;
 use crate::event::{DeadLetter, Event, Payload};
-use crate::sinks::util::http::{AttemptOutcome, HttpResponse};
+use crate::sinks::util::http::{record_details, AttemptOutcome, HttpResponse};
 
 /// The reason the sink dead-lettered an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,24 +113,12 @@ impl Failure {
     }
 
     fn from_outcome(reason: Reason, message: String, outcome: &AttemptOutcome, attempts: u32) -> Failure {
-        let (status, response, error) = match outcome {
-            AttemptOutcome::Response(response) => (Some(response.status), Some(response.body.clone()), None),
-            AttemptOutcome::Failed { error } => (None, None, Some(error.clone())),
-        };
+        let (status, response, error) = outcome.record_fields();
         Failure { reason, message, status, attempts, response, error }
     }
 
     fn details(&self) -> Map<String, Value> {
-        let mut details = Map::new();
-        details.insert("status".to_owned(), self.status.map_or(Value::Null, Value::from));
-        details.insert("attempts".to_owned(), Value::from(self.attempts));
-        if let Some(response) = &self.response {
-            details.insert("response".to_owned(), Value::String(response.clone()));
-        }
-        if let Some(error) = &self.error {
-            details.insert("error".to_owned(), Value::String(error.clone()));
-        }
-        details
+        record_details(self.status, self.attempts, self.response.as_deref(), self.error.as_deref())
     }
 }
 

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use crate::ack::EventStatus;
 use crate::event::{DeadLetter, Event};
-use crate::sinks::util::http::AttemptOutcome;
+use crate::sinks::util::http::{record_details, AttemptOutcome};
 
 /// Maximum length in characters of the response excerpt that a failure message quotes. The record's
 /// `response` field keeps up to 1 KiB.
@@ -95,24 +95,12 @@ impl Failure {
             AttemptOutcome::Response(response) => (Reason::Rejected, rejected_message(response.status, &response.body)),
             AttemptOutcome::Failed { .. } => (Reason::RetriesExhausted, exhausted_message(outcome, attempts)),
         };
-        let (status, response, error) = match outcome {
-            AttemptOutcome::Response(response) => (Some(response.status), Some(response.body.clone()), None),
-            AttemptOutcome::Failed { error } => (None, None, Some(error.clone())),
-        };
+        let (status, response, error) = outcome.record_fields();
         Failure { reason, message, status, attempts, response, error }
     }
 
     fn details(&self) -> Map<String, Value> {
-        let mut details = Map::new();
-        details.insert("status".to_owned(), self.status.map_or(Value::Null, Value::from));
-        details.insert("attempts".to_owned(), Value::from(self.attempts));
-        if let Some(response) = &self.response {
-            details.insert("response".to_owned(), Value::String(response.clone()));
-        }
-        if let Some(error) = &self.error {
-            details.insert("error".to_owned(), Value::String(error.clone()));
-        }
-        details
+        record_details(self.status, self.attempts, self.response.as_deref(), self.error.as_deref())
     }
 }
 

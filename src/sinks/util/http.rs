@@ -31,6 +31,15 @@ pub(crate) enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// Splits the outcome into the fields of a dead-letter record: the status and the body of a
+    /// response, or the transport error.
+    pub fn record_fields(&self) -> (Option<u16>, Option<String>, Option<String>) {
+        match self {
+            AttemptOutcome::Response(response) => (Some(response.status), Some(response.body.clone()), None),
+            AttemptOutcome::Failed { error } => (None, None, Some(error.clone())),
+        }
+    }
+
     /// Returns whether another attempt may succeed: transport failures and retryable statuses.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -97,4 +106,26 @@ pub(crate) fn describe_error(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Builds the details of a dead-letter record of an API sink: `status` (or `null`) and `attempts`,
+/// then `response` and `error` where known.
+pub fn record_details(
+    status: Option<u16>,
+    attempts: u32,
+    response: Option<&str>,
+    error: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+
+    let mut details = serde_json::Map::new();
+    details.insert("status".to_owned(), status.map_or(Value::Null, Value::from));
+    details.insert("attempts".to_owned(), Value::from(attempts));
+    if let Some(response) = response {
+        details.insert("response".to_owned(), Value::String(response.to_owned()));
+    }
+    if let Some(error) = error {
+        details.insert("error".to_owned(), Value::String(error.to_owned()));
+    }
+    details
 }

@@ -139,7 +139,7 @@ impl std::fmt::Debug for KafkaSourceConfig {
     }
 }
 
-/// Returns whether the librdkafka property `name` holds a secret.
+/// Returns whether the value of the librdkafka property `name` is a secret.
 pub fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
@@ -208,7 +208,7 @@ impl KafkaSourceConfig {
             .set("client.id", "optimizely-relay")
             // Each partition has its own queue, and librdkafka applies these prefetch limits per
             // queue. Its defaults (100000 messages, 64 MiB) would let memory grow with the partition
-            // count; 2 MiB still holds thousands of Segment messages per partition.
+            // count; 2 MiB still fits thousands of Segment messages per partition.
             .set("queued.min.messages", "1000")
             .set("queued.max.messages.kbytes", "2048");
 

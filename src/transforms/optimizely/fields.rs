@@ -40,17 +40,16 @@ pub(crate) fn first_string<'a>(message: &'a BorrowedValue, paths: &PathList) -> 
 pub(crate) fn visitor_id(message: &BorrowedValue, paths: &PathList) -> Option<String> {
     paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
         BorrowedValue::String(text) if !text.trim().is_empty() => Some(text.as_ref().to_owned()),
-        BorrowedValue::Number(number) => integer_text(number),
+        BorrowedValue::Number(number) => integer_text(number.as_str()),
         _ => None,
     })
 }
 
 /// Returns the decimal text of an integer JSON number, or `None` for a number with a fraction or exponent.
-fn integer_text(number: &serde_json::Number) -> Option<String> {
-    let text = number.to_string();
-    let digits = text.strip_prefix('-').unwrap_or(&text);
+fn integer_text(text: &str) -> Option<String> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
     let is_integer = !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit());
-    is_integer.then_some(text)
+    is_integer.then(|| text.to_owned())
 }
 
 /// Builds the visitor attributes: the traits known to the datafile or starting with `$opt_`, in trait
@@ -112,10 +111,12 @@ fn custom_attribute(entity_id: &str, key: &str, value: Value) -> VisitorAttribut
 fn is_valid_attribute_value(value: &BorrowedValue) -> bool {
     match value {
         BorrowedValue::String(_) | BorrowedValue::Bool(_) => true,
-        BorrowedValue::Number(number) => match integer_text(number) {
+        BorrowedValue::Number(number) => match integer_text(number.as_str()) {
             // Integers are compared exactly: 2^53 + 1 rounds to 2^53 as a double.
             Some(text) => text.parse::<i128>().is_ok_and(|integer| integer.unsigned_abs() <= MAX_EXACT_INTEGER as u128),
-            None => number.as_f64().is_some_and(|float| float.is_finite() && float.abs() <= MAX_EXACT_INTEGER),
+            None => {
+                number.as_str().parse::<f64>().is_ok_and(|float| float.is_finite() && float.abs() <= MAX_EXACT_INTEGER)
+            }
         },
         _ => false,
     }

@@ -287,7 +287,8 @@ impl Mapper {
             match value {
                 BorrowedValue::Null => {}
                 BorrowedValue::String(text) => tags.add_string(key, text),
-                BorrowedValue::Number(_) | BorrowedValue::Bool(_) => tags.add_value(key, value),
+                BorrowedValue::Number(number) => tags.add_raw(key, number.as_str()),
+                BorrowedValue::Bool(_) => tags.add_value(key, value),
                 BorrowedValue::Array(_) | BorrowedValue::Object(_) => match self.settings.nested_tags {
                     NestedTags::Drop => warnings.removed_tags += 1,
                     NestedTags::JsonString => tags.add_string(key, &value.to_value().to_string()),

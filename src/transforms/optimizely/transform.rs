@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::borrowed::BorrowedValue;
+use super::borrowed::{BorrowedValue, ParseBuffer};
 use super::config::OptimizelyTransformConfig;
 use super::datafile::Datafile;
 use super::mapper::{MapOutcome, MapWarnings, Mapper, MapperSettings, Rejection, SkipReason};
@@ -142,7 +142,8 @@ impl OptimizelyTransform {
     pub fn map_bytes(&self, line: &[u8]) -> MapOutcome {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-        if let Ok(message) = BorrowedValue::parse(line) {
+        let mut buffer = ParseBuffer::default();
+        if let Ok(message) = BorrowedValue::parse(line, &mut buffer) {
             return self.count_warnings(self.mapper.load().map_borrowed(&message));
         }
         match serde_json::from_slice::<Value>(line) {
@@ -229,7 +230,7 @@ impl OptimizelyTransform {
                 let outcome = mapper.map(&message);
                 self.route_outcome(outcome, || message, routed);
             }
-            Payload::RawMessage(text) => match BorrowedValue::parse(&text) {
+            Payload::RawMessage(text) => match BorrowedValue::parse(&text, &mut ParseBuffer::default()) {
                 Ok(message) => {
                     let outcome = mapper.map_borrowed(&message);
                     self.route_outcome(outcome, || message.to_value(), routed);

@@ -9,11 +9,12 @@
 //!
 //! The parse runs sonic-rs's SIMD parser into its own tree, which [`ParseBuffer`] keeps, and borrows
 //! that tree's strings. Against serde_json with a visitor, it cut the same pipeline from 61,100 to
-//! 52,300 instructions per event, and the relay's CPU time end to end by 22%. Text that sonic-rs
-//! rejects, that may nest deeper than serde_json allows, or that is not UTF-8 is parsed by serde_json
-//! through `deserialize_any`, as `Value` is, so the parse accepts and rejects the same input as
-//! serde_json and its errors are serde_json's. [`BorrowedValue::to_value`] builds the `Value` that
-//! serde_json would have parsed from the same text, for dead-letter records and other rare paths.
+//! 52,300 instructions per event, and the relay's CPU time end to end by 22%.
+//!
+//! serde_json parses, through `deserialize_any` as `Value` does, the text that sonic-rs rejects, that
+//! may nest deeper than serde_json allows, or that is not UTF-8. So the parse accepts and rejects the
+//! same input as serde_json, with serde_json's errors. [`BorrowedValue::to_value`] builds the `Value`
+//! that serde_json would have parsed from the same text, for dead-letter records and other rare paths.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -94,11 +95,17 @@ pub struct BorrowedObject<'a> {
 
 /// The maximum count of `{` and `[` bytes, in strings or not, in a text that sonic-rs parses.
 ///
-/// It bounds the nesting depth, for two reasons. serde_json rejects 128 levels, sonic-rs 256, so a
-/// text that nests deeper than this is parsed by serde_json, which decides. And sonic-rs parses
-/// nested values recursively: in release builds a level takes less than 1 KB of stack, in debug
-/// builds about 75 KB, so debug builds take fewer levels than a 2 MB thread stack holds.
-const MAX_TREE_OPENINGS: usize = if cfg!(debug_assertions) { 8 } else { 100 };
+/// It bounds the nesting depth, for two reasons. serde_json rejects 128 levels and sonic-rs accepts
+/// 254, so serde_json parses a text that may nest deeper, and decides. And sonic-rs parses nested
+/// values recursively, with less than 1 KB of stack per level when optimized.
+const OPTIMIZED_MAX_TREE_OPENINGS: usize = 100;
+
+/// The bracket limit of this build.
+///
+/// NOTE: unoptimized, sonic-rs takes about 75 KB of stack per level. This crate's own debug builds
+/// optimize it (`[profile.dev.package.sonic-rs]`), but a crate that embeds this one in a debug build
+/// may not, so debug builds send only text with at most 8 brackets to sonic-rs.
+const MAX_TREE_OPENINGS: usize = if cfg!(debug_assertions) { 8 } else { OPTIMIZED_MAX_TREE_OPENINGS };
 
 /// The tree that a [`BorrowedValue`] from [`BorrowedValue::parse`] borrows its strings from.
 #[derive(Default)]
@@ -109,13 +116,23 @@ pub struct ParseBuffer {
 impl<'a> BorrowedValue<'a> {
     /// Parses JSON text, with the same acceptance and error messages as parsing a `serde_json::Value`.
     pub fn parse(text: &'a [u8], buffer: &'a mut ParseBuffer) -> Result<BorrowedValue<'a>, serde_json::Error> {
+        BorrowedValue::parse_with_limit(text, buffer, MAX_TREE_OPENINGS)
+    }
+
+    /// Parses JSON text as [`BorrowedValue::parse`] does, with sonic-rs for text that has at most
+    /// `max_openings` `{` and `[` bytes.
+    fn parse_with_limit(
+        text: &'a [u8],
+        buffer: &'a mut ParseBuffer,
+        max_openings: usize,
+    ) -> Result<BorrowedValue<'a>, serde_json::Error> {
         // Text that is not UTF-8 is parsed as bytes, so the error names the same position as a
         // `Value` parse does.
         let Ok(text) = std::str::from_utf8(text) else {
             return serde_json::from_slice(text);
         };
-        let openings = memchr::memchr2_iter(b'{', b'[', text.as_bytes()).take(MAX_TREE_OPENINGS + 1).count();
-        if openings <= MAX_TREE_OPENINGS {
+        let openings = memchr::memchr2_iter(b'{', b'[', text.as_bytes()).take(max_openings + 1).count();
+        if openings <= max_openings {
             if let Ok(tree) = sonic_rs::from_str::<sonic_rs::Value>(text) {
                 buffer.tree = tree;
                 let buffer: &'a ParseBuffer = buffer;
@@ -387,10 +404,17 @@ impl<'de> Visitor<'de> for BorrowedValueVisitor {
 mod tests {
     use super::*;
 
+    /// Checks the parse against serde_json's, with this build's bracket limit and with the limit of
+    /// optimized builds.
     fn round_trip(text: &str) {
+        round_trip_with_limit(text, MAX_TREE_OPENINGS);
+        round_trip_with_limit(text, OPTIMIZED_MAX_TREE_OPENINGS);
+    }
+
+    fn round_trip_with_limit(text: &str, max_openings: usize) {
         let expected: Value = serde_json::from_str(text).expect("test input is JSON");
         let mut buffer = ParseBuffer::default();
-        let borrowed = BorrowedValue::parse(text.as_bytes(), &mut buffer).expect("parses");
+        let borrowed = BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect("parses");
         assert_eq!(borrowed.to_value(), expected, "{text}");
         assert_eq!(BorrowedValue::from_value(&expected), borrowed, "{text}");
         assert_eq!(
@@ -451,6 +475,25 @@ mod tests {
         round_trip(&format!("{{\"items\":[{}],\"text\":\"{{[\"}}", items.join(",")));
     }
 
+    /// An escaped string is borrowed only from sonic-rs's tree, so it shows which parser ran.
+    #[test]
+    fn bracket_limit_picks_parser() {
+        // Returns whether the escaped string inside `brackets` nested arrays was borrowed.
+        let borrowed = |brackets: usize| {
+            let text = format!("{}\"caf\\u00e9\"{}", "[".repeat(brackets), "]".repeat(brackets));
+            let mut buffer = ParseBuffer::default();
+            let parsed = BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, OPTIMIZED_MAX_TREE_OPENINGS);
+            let mut value = &parsed.expect("valid JSON");
+            while let Some(inner) = value.element(0) {
+                value = inner;
+            }
+            assert_eq!(value.as_str(), Some("café"));
+            matches!(value, BorrowedValue::String(Cow::Borrowed(_)))
+        };
+        assert!(borrowed(OPTIMIZED_MAX_TREE_OPENINGS), "sonic-rs parses text at the limit");
+        assert!(!borrowed(OPTIMIZED_MAX_TREE_OPENINGS + 1), "serde_json parses text past the limit");
+    }
+
     #[test]
     fn strings_borrowed_from_the_tree() {
         let mut buffer = ParseBuffer::default();
@@ -463,14 +506,18 @@ mod tests {
     #[test]
     fn nesting_limit_same_as_value() {
         let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
-        for levels in [MAX_TREE_OPENINGS, MAX_TREE_OPENINGS + 1, 127] {
+        for levels in [8, 9, 100, 101, 127] {
             round_trip(&nested(levels));
         }
         for levels in [128, 129, 5000] {
             let text = nested(levels);
             let expected = serde_json::from_str::<Value>(&text).expect_err("too deep").to_string();
-            let error = BorrowedValue::parse(text.as_bytes(), &mut ParseBuffer::default()).expect_err("too deep");
-            assert_eq!(error.to_string(), expected, "{levels} levels");
+            for max_openings in [MAX_TREE_OPENINGS, OPTIMIZED_MAX_TREE_OPENINGS] {
+                let mut buffer = ParseBuffer::default();
+                let error =
+                    BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect_err("too deep");
+                assert_eq!(error.to_string(), expected, "{levels} levels, limit {max_openings}");
+            }
         }
     }
 

@@ -40,16 +40,16 @@ pub(crate) fn first_string<'a>(message: &'a BorrowedValue, paths: &PathList) -> 
 pub(crate) fn visitor_id(message: &BorrowedValue, paths: &PathList) -> Option<String> {
     paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
         BorrowedValue::String(text) if !text.trim().is_empty() => Some(text.as_ref().to_owned()),
-        BorrowedValue::Number(number) => integer_text(number.as_str()),
+        BorrowedValue::Number(number) => integer_text(number.as_str()).map(str::to_owned),
         _ => None,
     })
 }
 
 /// Returns the decimal text of an integer JSON number, or `None` for a number with a fraction or exponent.
-fn integer_text(text: &str) -> Option<String> {
+fn integer_text(text: &str) -> Option<&str> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let is_integer = !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit());
-    is_integer.then(|| text.to_owned())
+    is_integer.then_some(text)
 }
 
 /// Builds the visitor attributes: the traits known to the datafile or starting with `$opt_`, in trait

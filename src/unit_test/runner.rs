@@ -242,7 +242,7 @@ pub async fn collect_outputs(
     datafile: Arc<Datafile>,
     payloads: Vec<Payload>,
 ) -> Result<CollectedOutputs, String> {
-    let transform = OptimizelyTransform::new(id, settings, datafile);
+    let transform = Arc::new(OptimizelyTransform::new(id, settings, datafile));
     let capacity = BufferConfig { max_events: payloads.len().max(1), when_full: WhenFull::Block };
 
     let (input_sender, input) = buffer(id, capacity);

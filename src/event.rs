@@ -312,12 +312,6 @@ impl TagsBuilder {
         json::write_string(&mut self.text, value);
     }
 
-    /// Adds a member with a value that serde_json writes. The caller adds each key once.
-    pub(crate) fn add_value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
-        self.add_key(key);
-        json::write_value(&mut self.text, value);
-    }
-
     /// Adds a member whose value is JSON text, such as a number's text, written as it is.
     pub(crate) fn add_raw(&mut self, key: &str, json_text: &str) {
         self.add_key(key);

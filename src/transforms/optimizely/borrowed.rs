@@ -126,14 +126,11 @@ impl<'a> BorrowedValue<'a> {
         buffer: &'a mut ParseBuffer,
         max_openings: usize,
     ) -> Result<BorrowedValue<'a>, serde_json::Error> {
-        // Text that is not UTF-8 is parsed as bytes, so the error names the same position as a
-        // `Value` parse does.
-        let Ok(text) = std::str::from_utf8(text) else {
-            return serde_json::from_slice(text);
-        };
-        let openings = memchr::memchr2_iter(b'{', b'[', text.as_bytes()).take(max_openings + 1).count();
+        // sonic-rs checks that the text is UTF-8 while it parses, and rejects text that is not, which
+        // serde_json then parses to its own error.
+        let openings = memchr::memchr2_iter(b'{', b'[', text).take(max_openings + 1).count();
         if openings <= max_openings {
-            if let Ok(tree) = sonic_rs::from_str::<sonic_rs::Value>(text) {
+            if let Ok(tree) = sonic_rs::from_slice::<sonic_rs::Value>(text) {
                 buffer.tree = tree;
                 let buffer: &'a ParseBuffer = buffer;
                 if let Some(value) = BorrowedValue::from_tree(&buffer.tree) {
@@ -141,7 +138,7 @@ impl<'a> BorrowedValue<'a> {
                 }
             }
         }
-        serde_json::from_str(text)
+        serde_json::from_slice(text)
     }
 
     /// Borrows a sonic-rs tree, or returns `None` when it contains something serde_json reads
@@ -551,6 +548,20 @@ mod tests {
             let expected = serde_json::from_str::<Value>(text).expect_err(text).to_string();
             let error = BorrowedValue::parse(text.as_bytes(), &mut ParseBuffer::default()).expect_err(text).to_string();
             assert_eq!(error, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_same_error_as_value() {
+        let cases: [&[u8]; 4] = [b"{\"a\":\"\xff\"}", b"{\"\xc3\":1}", b"{\"a\":\"caf\xc3\"}", b"{\"a\":1}\xff"];
+        for text in cases {
+            let expected = serde_json::from_slice::<Value>(text).expect_err("invalid UTF-8").to_string();
+            for max_openings in [MAX_TREE_OPENINGS, OPTIMIZED_MAX_TREE_OPENINGS] {
+                let mut buffer = ParseBuffer::default();
+                let error =
+                    BorrowedValue::parse_with_limit(text, &mut buffer, max_openings).expect_err("invalid UTF-8");
+                assert_eq!(error.to_string(), expected, "{}", String::from_utf8_lossy(text));
+            }
         }
     }
 }

@@ -4,8 +4,7 @@
 //! `events[{id,key}]`, `attributes[{id,key}]`, `botFiltering`, `anonymizeIP` and `region`. Other fields
 //! (experiments, feature flags, audiences) are ignored.
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -235,10 +234,11 @@ pub struct Datafile {
     pub anonymize_ip: Option<bool>,
     /// The data region, which decides the Event API endpoint.
     pub region: Region,
-    /// Event ids by event key.
-    event_ids: HashMap<String, String>,
+    /// Event ids by event key. The maps hash with FxHash, which is faster than std's SipHash for
+    /// short keys. Only the datafile adds keys, so input cannot fill a map with colliding keys.
+    event_ids: FxHashMap<String, String>,
     /// Attribute ids by attribute key.
-    attribute_ids: HashMap<String, String>,
+    attribute_ids: FxHashMap<String, String>,
 }
 
 impl Datafile {
@@ -363,8 +363,8 @@ fn read_region(object: &Map<String, Value>) -> Result<Region, DatafileError> {
 }
 
 /// Maps each key to its id, keeping the first entry when a key appears twice.
-fn index_by_key(entities: Vec<RawEntity>) -> HashMap<String, String> {
-    let mut ids = HashMap::with_capacity(entities.len());
+fn index_by_key(entities: Vec<RawEntity>) -> FxHashMap<String, String> {
+    let mut ids = FxHashMap::with_capacity_and_hasher(entities.len(), Default::default());
     for entity in entities {
         ids.entry(entity.key).or_insert(entity.id);
     }

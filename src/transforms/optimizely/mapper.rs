@@ -288,7 +288,7 @@ impl Mapper {
                 BorrowedValue::Null => {}
                 BorrowedValue::String(text) => tags.add_string(key, text),
                 BorrowedValue::Number(number) => tags.add_raw(key, number.as_str()),
-                BorrowedValue::Bool(_) => tags.add_value(key, value),
+                BorrowedValue::Bool(boolean) => tags.add_raw(key, if *boolean { "true" } else { "false" }),
                 BorrowedValue::Array(_) | BorrowedValue::Object(_) => match self.settings.nested_tags {
                     NestedTags::Drop => warnings.removed_tags += 1,
                     NestedTags::JsonString => tags.add_string(key, &value.to_value().to_string()),

@@ -133,11 +133,15 @@ path = "{dead_letters}"
     );
     println!("sent:           {:.1} MB of request bodies", received_bytes.load(Ordering::Relaxed) as f64 / 1e6);
     println!("relay CPU:      {:.2} s user + {:.2} s system", usage.0, usage.1);
-    match samples.iter().map(|sample| sample.2).max() {
+    // One sample can come before the relay's `exec`, so a run shorter than the sampling interval
+    // reports getrusage's figure instead.
+    match samples.iter().map(|sample| sample.2).max().filter(|_| samples.len() >= 2) {
         Some(high_water) => {
             println!("relay peak RSS: {:.1} MB (VmHWM of the relay process)", high_water as f64 / 1024.0)
         }
-        None => println!("relay peak RSS: {:.1} MB (getrusage)", usage.2 as f64 / 1024.0),
+        None => {
+            println!("relay peak RSS: {:.1} MB (getrusage; the run was too short to sample)", usage.2 as f64 / 1024.0)
+        }
     }
     let timeline: Vec<String> = samples
         .iter()

@@ -294,14 +294,14 @@ impl<'de> Deserialize<'de> for Tags {
 
 /// Writes the JSON text of [`Tags`] one member at a time, escaped as serde_json escapes it.
 pub(crate) struct TagsBuilder {
-    text: Vec<u8>,
+    text: String,
 }
 
 impl TagsBuilder {
     /// Starts an empty object with room for about `members` short members.
     pub(crate) fn with_capacity(members: usize) -> TagsBuilder {
-        let mut text = Vec::with_capacity(2 + members * 32);
-        text.push(b'{');
+        let mut text = String::with_capacity(2 + members * 32);
+        text.push('{');
         TagsBuilder { text }
     }
 
@@ -309,30 +309,27 @@ impl TagsBuilder {
     /// written twice.
     pub(crate) fn add_string(&mut self, key: &str, value: &str) {
         self.add_key(key);
-        json::write_string(&mut self.text, value);
+        json::push_string(&mut self.text, value);
     }
 
     /// Adds a member whose value is JSON text, such as a number's text, written as it is.
     pub(crate) fn add_raw(&mut self, key: &str, json_text: &str) {
         self.add_key(key);
-        self.text.extend_from_slice(json_text.as_bytes());
+        self.text.push_str(json_text);
     }
 
     fn add_key(&mut self, key: &str) {
         if self.text.len() > 1 {
-            self.text.push(b',');
+            self.text.push(',');
         }
-        json::write_string(&mut self.text, key);
-        self.text.push(b':');
+        json::push_string(&mut self.text, key);
+        self.text.push(':');
     }
 
     /// Closes the object.
     pub(crate) fn finish(mut self) -> Tags {
-        self.text.push(b'}');
-        // Every piece came from a `str` or from serde_json, so the text is UTF-8 and nothing is lost.
-        let json =
-            String::from_utf8(self.text).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-        Tags { json }
+        self.text.push('}');
+        Tags { json: self.text }
     }
 }
 

@@ -53,6 +53,8 @@ pub struct OptimizelyTransform {
     mapper: ArcSwap<Mapper>,
     warnings: WarningCounters,
     metrics: ComponentMetrics,
+    /// `optimizely_removed_fields_total` for the fields revenue, value, tags and attributes.
+    removed_fields: [metrics::Counter; 4],
 }
 
 /// One event being routed: its acknowledgement, its origin, and where its outcome goes.
@@ -93,12 +95,15 @@ impl OptimizelyTransform {
         let mapper = Mapper::new(settings.clone(), datafile);
         let id = id.into();
         let metrics = ComponentMetrics::new(ComponentKind::Transform, &id, "optimizely");
+        let removed_fields = ["revenue", "value", "tags", "attributes"]
+            .map(|field| metrics.counter("optimizely_removed_fields_total", &[("field", field)]));
         OptimizelyTransform {
             id,
             settings,
             mapper: ArcSwap::from_pointee(mapper),
             warnings: WarningCounters::default(),
             metrics,
+            removed_fields,
         }
     }
 
@@ -346,14 +351,12 @@ impl OptimizelyTransform {
     }
 
     fn count_removed_fields(&self, warnings: &MapWarnings) {
-        let removed = [
-            ("revenue", warnings.invalid_revenue),
-            ("value", warnings.invalid_value),
-            ("tags", warnings.removed_tags),
-            ("attributes", warnings.removed_attributes),
-        ];
-        for (field, count) in removed {
-            self.metrics.count("optimizely_removed_fields_total", &[("field", field)], u64::from(count));
+        let removed =
+            [warnings.invalid_revenue, warnings.invalid_value, warnings.removed_tags, warnings.removed_attributes];
+        for (counter, count) in self.removed_fields.iter().zip(removed) {
+            if count > 0 {
+                counter.increment(u64::from(count));
+            }
         }
     }
 

@@ -3,24 +3,27 @@
 //! The transform maps messages that sources pass on as text ([`crate::event::Payload::RawMessage`]).
 //! Parsing them into a `serde_json::Value` allocated a string for every string and number and an
 //! `IndexMap`, hashed with SipHash, for every object. [`BorrowedValue`] borrows strings and keeps
-//! objects as vectors of members. With the source passing lines on as text, the whole stdin-to-file
+//! objects as slices of members. With the source passing lines on as text, the whole stdin-to-file
 //! pipeline took 98,500 instead of 112,700 instructions per event (`valgrind --tool=callgrind`, 5,000
 //! messages of the `end_to_end` benchmark's workload).
 //!
 //! The parse runs sonic-rs's SIMD parser into its own tree, which [`ParseBuffer`] keeps, and borrows
 //! that tree's strings. Against serde_json with a visitor, it cut the same pipeline from 61,100 to
-//! 52,300 instructions per event, and the relay's CPU time end to end by 22%.
+//! 52,300 instructions per event, and the relay's CPU time end to end by 22%. The slices of arrays
+//! and objects, and the few strings that are not borrowed, live in an arena of the [`ParseBuffer`],
+//! so a value needs no allocation of its own and no drop. Against vectors and owned strings, the arena
+//! cut the stdin-to-Event-API pipeline from 45,600 to 42,900 instructions per event.
 //!
 //! serde_json parses, through `deserialize_any` as `Value` does, the text that sonic-rs rejects, that
 //! may nest deeper than serde_json allows, or that is not UTF-8. So the parse accepts and rejects the
 //! same input as serde_json, with serde_json's errors. [`BorrowedValue::to_value`] builds the `Value`
 //! that serde_json would have parsed from the same text, for dead-letter records and other rare paths.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use bumpalo::Bump;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
@@ -29,68 +32,31 @@ use serde_json::{Map, Number, Value};
 /// key (serde_json 1.0, `src/number.rs`).
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-/// A JSON value whose strings borrow from the text it was parsed from where they contain no escape.
-#[derive(Debug, Clone, PartialEq)]
+/// A JSON value whose strings borrow from the text or tree it was parsed from, or from an arena.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BorrowedValue<'a> {
     /// `null`.
     Null,
     /// `true` or `false`.
     Bool(bool),
-    /// A number, with its text as serde_json keeps it.
-    Number(NumberText<'a>),
+    /// A number, as the text serde_json's `arbitrary_precision` keeps: as written, except that an
+    /// exponent is written as `e` and a sign (`1E3` is `1e+3`).
+    Number(&'a str),
     /// A string.
-    String(Cow<'a, str>),
+    String(&'a str),
     /// An array.
-    Array(Vec<BorrowedValue<'a>>),
+    Array(&'a [BorrowedValue<'a>]),
     /// An object.
     Object(BorrowedObject<'a>),
-}
-
-/// The text of a JSON number, kept as it was written, as serde_json's `arbitrary_precision` keeps it.
-///
-/// Building a `serde_json::Number` from the text parsed it a second time: 4,000 instructions per
-/// message of the benchmark's workload (`valgrind --tool=callgrind`).
-#[derive(Debug, Clone)]
-pub enum NumberText<'a> {
-    /// Text from serde_json or borrowed from a `serde_json::Number`.
-    Text(Cow<'a, str>),
-    /// A number of sonic-rs's tree.
-    Tree(sonic_rs::RawNumber),
-}
-
-impl NumberText<'_> {
-    /// Returns the number's text.
-    pub fn as_str(&self) -> &str {
-        match self {
-            NumberText::Text(text) => text,
-            NumberText::Tree(number) => number.as_str(),
-        }
-    }
-
-    /// Builds the `serde_json::Value` of the number.
-    pub fn to_value(&self) -> Value {
-        // Both parsers accept only the JSON number grammar, and serde_json's `Number` accepts every
-        // number of it, so the text parses. A text that did not would stay a string.
-        match self.as_str().parse::<Number>() {
-            Ok(number) => Value::Number(number),
-            Err(_) => Value::String(self.as_str().to_owned()),
-        }
-    }
-}
-
-impl PartialEq for NumberText<'_> {
-    fn eq(&self, other: &NumberText<'_>) -> bool {
-        self.as_str() == other.as_str()
-    }
 }
 
 /// The members of a JSON object in input order, each key once.
 ///
 /// A key that appears twice keeps the position of its first occurrence and the value of its last,
 /// as in a `serde_json::Map` built with `preserve_order`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct BorrowedObject<'a> {
-    members: Vec<(Cow<'a, str>, BorrowedValue<'a>)>,
+    members: &'a [(&'a str, BorrowedValue<'a>)],
 }
 
 /// The maximum count of `{` and `[` bytes, in strings or not, in a text that sonic-rs parses.
@@ -107,10 +73,12 @@ const OPTIMIZED_MAX_TREE_OPENINGS: usize = 100;
 /// may not, so debug builds send only text with at most 8 brackets to sonic-rs.
 const MAX_TREE_OPENINGS: usize = if cfg!(debug_assertions) { 8 } else { OPTIMIZED_MAX_TREE_OPENINGS };
 
-/// The tree that a [`BorrowedValue`] from [`BorrowedValue::parse`] borrows its strings from.
+/// The tree and the arena that a [`BorrowedValue`] from [`BorrowedValue::parse`] borrows from. One
+/// buffer serves many parses in turn: each parse empties the arena and keeps its memory.
 #[derive(Default)]
 pub struct ParseBuffer {
     tree: sonic_rs::Value,
+    arena: Bump,
 }
 
 impl<'a> BorrowedValue<'a> {
@@ -126,70 +94,84 @@ impl<'a> BorrowedValue<'a> {
         buffer: &'a mut ParseBuffer,
         max_openings: usize,
     ) -> Result<BorrowedValue<'a>, serde_json::Error> {
+        buffer.arena.reset();
+        let ParseBuffer { tree, arena } = buffer;
+        let arena: &'a Bump = arena;
         // sonic-rs checks that the text is UTF-8 while it parses, and rejects text that is not, which
         // serde_json then parses to its own error.
         let openings = memchr::memchr2_iter(b'{', b'[', text).take(max_openings + 1).count();
         if openings <= max_openings {
-            if let Ok(tree) = sonic_rs::from_slice::<sonic_rs::Value>(text) {
-                buffer.tree = tree;
-                let buffer: &'a ParseBuffer = buffer;
-                if let Some(value) = BorrowedValue::from_tree(&buffer.tree) {
+            if let Ok(parsed) = sonic_rs::from_slice::<sonic_rs::Value>(text) {
+                *tree = parsed;
+                let tree: &'a sonic_rs::Value = tree;
+                if let Some(value) = BorrowedValue::from_tree(tree, arena) {
                     return Ok(value);
                 }
             }
         }
-        serde_json::from_slice(text)
+        // As `serde_json::from_slice` does: the value, then nothing but whitespace.
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let value = ValueSeed { arena }.deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(value)
     }
 
     /// Borrows a sonic-rs tree, or returns `None` when it contains something serde_json reads
     /// differently: a number it rejects, or its number key.
-    fn from_tree(value: &'a sonic_rs::Value) -> Option<BorrowedValue<'a>> {
+    fn from_tree(value: &'a sonic_rs::Value, arena: &'a Bump) -> Option<BorrowedValue<'a>> {
         use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
         Some(match value.get_type() {
             JsonType::Null => BorrowedValue::Null,
             JsonType::Boolean => BorrowedValue::Bool(value.is_true()),
             JsonType::Number => {
+                // sonic-rs gives the number's text only as an owned copy.
                 let number = value.as_raw_number()?;
                 // serde_json writes an exponent as `e` and a sign: `1E3` becomes `1e+3`.
                 if number.as_str().bytes().any(|byte| byte == b'e' || byte == b'E') {
                     let written: Number = number.as_str().parse().ok()?;
-                    BorrowedValue::Number(NumberText::Text(Cow::Owned(written.as_str().to_owned())))
+                    BorrowedValue::Number(arena.alloc_str(written.as_str()))
                 } else {
-                    BorrowedValue::Number(NumberText::Tree(number))
+                    BorrowedValue::Number(arena.alloc_str(number.as_str()))
                 }
             }
-            JsonType::String => BorrowedValue::String(Cow::Borrowed(value.as_str()?)),
+            JsonType::String => BorrowedValue::String(value.as_str()?),
             JsonType::Array => {
-                let items = value.as_array()?.iter().map(BorrowedValue::from_tree);
-                BorrowedValue::Array(items.collect::<Option<Vec<_>>>()?)
+                let array = value.as_array()?;
+                let mut items = bumpalo::collections::Vec::with_capacity_in(array.len(), arena);
+                for item in array.iter() {
+                    items.push(BorrowedValue::from_tree(item, arena)?);
+                }
+                BorrowedValue::Array(items.into_bump_slice())
             }
             JsonType::Object => {
                 let object = value.as_object()?;
-                let mut members = Vec::with_capacity(object.len());
+                let mut members = bumpalo::collections::Vec::with_capacity_in(object.len(), arena);
                 for (key, item) in object.iter() {
                     // serde_json reads an object with this key as a number.
                     if key == NUMBER_TOKEN {
                         return None;
                     }
-                    members.push((Cow::Borrowed(key), BorrowedValue::from_tree(item)?));
+                    members.push((key, BorrowedValue::from_tree(item, arena)?));
                 }
-                BorrowedValue::Object(BorrowedObject::from_members(members))
+                BorrowedValue::Object(BorrowedObject::from_members(members, arena))
             }
         })
     }
 
-    /// Borrows a `serde_json::Value` without copying its strings.
-    pub fn from_value(value: &'a Value) -> BorrowedValue<'a> {
+    /// Borrows a `serde_json::Value` without copying its strings, with the slices of its arrays and
+    /// objects in `arena`.
+    pub fn from_value(value: &'a Value, arena: &'a Bump) -> BorrowedValue<'a> {
         match value {
             Value::Null => BorrowedValue::Null,
             Value::Bool(boolean) => BorrowedValue::Bool(*boolean),
-            Value::Number(number) => BorrowedValue::Number(NumberText::Text(Cow::Borrowed(number.as_str()))),
-            Value::String(text) => BorrowedValue::String(Cow::Borrowed(text)),
-            Value::Array(items) => BorrowedValue::Array(items.iter().map(BorrowedValue::from_value).collect()),
+            Value::Number(number) => BorrowedValue::Number(number.as_str()),
+            Value::String(text) => BorrowedValue::String(text),
+            Value::Array(items) => BorrowedValue::Array(
+                arena.alloc_slice_fill_iter(items.iter().map(|item| BorrowedValue::from_value(item, arena))),
+            ),
             Value::Object(map) => {
-                let members =
-                    map.iter().map(|(key, item)| (Cow::Borrowed(key.as_str()), BorrowedValue::from_value(item)));
-                BorrowedValue::Object(BorrowedObject { members: members.collect() })
+                let members = map.iter().map(|(key, item)| (key.as_str(), BorrowedValue::from_value(item, arena)));
+                BorrowedValue::Object(BorrowedObject { members: arena.alloc_slice_fill_iter(members) })
             }
         }
     }
@@ -199,8 +181,13 @@ impl<'a> BorrowedValue<'a> {
         match self {
             BorrowedValue::Null => Value::Null,
             BorrowedValue::Bool(boolean) => Value::Bool(*boolean),
-            BorrowedValue::Number(number) => number.to_value(),
-            BorrowedValue::String(text) => Value::String(text.as_ref().to_owned()),
+            // Both parsers accept only the JSON number grammar, and serde_json's `Number` accepts
+            // every number of it, so the text parses. A text that did not would stay a string.
+            BorrowedValue::Number(text) => match text.parse::<Number>() {
+                Ok(number) => Value::Number(number),
+                Err(_) => Value::String((*text).to_owned()),
+            },
+            BorrowedValue::String(text) => Value::String((*text).to_owned()),
             BorrowedValue::Array(items) => Value::Array(items.iter().map(BorrowedValue::to_value).collect()),
             BorrowedValue::Object(object) => {
                 let mut map = Map::with_capacity(object.len());
@@ -213,7 +200,7 @@ impl<'a> BorrowedValue<'a> {
     }
 
     /// Returns the string, or `None` for other values.
-    pub fn as_str(&self) -> Option<&str> {
+    pub fn as_str(&self) -> Option<&'a str> {
         match self {
             BorrowedValue::String(text) => Some(text),
             _ => None,
@@ -230,7 +217,7 @@ impl<'a> BorrowedValue<'a> {
 
     /// Returns the array element at `index`, or `None` when this is no array or the index is past
     /// its end.
-    pub fn element(&self, index: usize) -> Option<&BorrowedValue<'a>> {
+    pub fn element(&self, index: usize) -> Option<&'a BorrowedValue<'a>> {
         match self {
             BorrowedValue::Array(items) => items.get(index),
             _ => None,
@@ -240,8 +227,8 @@ impl<'a> BorrowedValue<'a> {
 
 impl<'a> BorrowedObject<'a> {
     /// Returns the value of member `key`.
-    pub fn get(&self, key: &str) -> Option<&BorrowedValue<'a>> {
-        self.members.iter().find(|(name, _)| name == key).map(|(_, value)| value)
+    pub fn get(&self, key: &str) -> Option<&'a BorrowedValue<'a>> {
+        self.members.iter().find(|(name, _)| *name == key).map(|(_, value)| value)
     }
 
     /// Returns the number of members.
@@ -255,16 +242,27 @@ impl<'a> BorrowedObject<'a> {
     }
 
     /// Returns an iterator over the members in input order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &BorrowedValue<'a>)> {
-        self.members.iter().map(|(key, value)| (key.as_ref(), value))
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a BorrowedValue<'a>)> {
+        self.members.iter().map(|(key, value)| (*key, value))
     }
 
     /// Builds an object from members in input order, merging repeated keys as `serde_json::Map` does.
-    fn from_members(mut members: Vec<(Cow<'a, str>, BorrowedValue<'a>)>) -> BorrowedObject<'a> {
-        if has_repeated_key(&members) {
-            members = merge_repeated_keys(members);
+    fn from_members(
+        members: bumpalo::collections::Vec<'a, (&'a str, BorrowedValue<'a>)>,
+        arena: &'a Bump,
+    ) -> BorrowedObject<'a> {
+        if !has_repeated_key(&members) {
+            return BorrowedObject { members: members.into_bump_slice() };
         }
-        BorrowedObject { members }
+        let mut merged: bumpalo::collections::Vec<'a, (&'a str, BorrowedValue<'a>)> =
+            bumpalo::collections::Vec::with_capacity_in(members.len(), arena);
+        for (key, value) in members {
+            match merged.iter_mut().find(|(earlier, _)| *earlier == key) {
+                Some((_, earlier_value)) => *earlier_value = value,
+                None => merged.push((key, value)),
+            }
+        }
+        BorrowedObject { members: merged.into_bump_slice() }
     }
 }
 
@@ -273,7 +271,7 @@ impl<'a> BorrowedObject<'a> {
 /// Each key sets one bit of a 256-bit filter chosen by its hash. Only a key whose bit is already set
 /// is compared with the keys before it, so objects with distinct keys cost one hash per key instead
 /// of a comparison per pair of keys.
-fn has_repeated_key(members: &[(Cow<'_, str>, BorrowedValue<'_>)]) -> bool {
+fn has_repeated_key(members: &[(&str, BorrowedValue<'_>)]) -> bool {
     let mut filter = [0u64; 4];
     for (index, (key, _)) in members.iter().enumerate() {
         let mut hasher = rustc_hash::FxHasher::default();
@@ -288,97 +286,89 @@ fn has_repeated_key(members: &[(Cow<'_, str>, BorrowedValue<'_>)]) -> bool {
     false
 }
 
-/// Merges members with the same key into one at the first key's position, with the last value.
-fn merge_repeated_keys<'a>(members: Vec<(Cow<'a, str>, BorrowedValue<'a>)>) -> Vec<(Cow<'a, str>, BorrowedValue<'a>)> {
-    let mut merged: Vec<(Cow<'a, str>, BorrowedValue<'a>)> = Vec::with_capacity(members.len());
-    for (key, value) in members {
-        match merged.iter_mut().find(|(earlier, _)| *earlier == key) {
-            Some((_, earlier_value)) => *earlier_value = value,
-            None => merged.push((key, value)),
-        }
-    }
-    merged
-}
-
 /// Serializes as the `serde_json::Value` of [`BorrowedValue::to_value`] does, without building it.
 impl Serialize for BorrowedValue<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             BorrowedValue::Null => serializer.serialize_unit(),
             BorrowedValue::Bool(boolean) => serializer.serialize_bool(*boolean),
-            BorrowedValue::Number(number) => match number.as_str().parse::<Number>() {
+            BorrowedValue::Number(text) => match text.parse::<Number>() {
                 Ok(number) => number.serialize(serializer),
                 Err(error) => Err(serde::ser::Error::custom(error)),
             },
             BorrowedValue::String(text) => serializer.serialize_str(text),
-            BorrowedValue::Array(items) => serializer.collect_seq(items),
+            BorrowedValue::Array(items) => serializer.collect_seq(items.iter()),
             BorrowedValue::Object(object) => serializer.collect_map(object.iter()),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for BorrowedValue<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<BorrowedValue<'de>, D::Error> {
-        deserializer.deserialize_any(BorrowedValueVisitor)
+/// Deserializes a [`BorrowedValue`] as `serde_json::Value` does, with its slices and unborrowed
+/// strings in `arena`.
+#[derive(Clone, Copy)]
+struct ValueSeed<'a> {
+    arena: &'a Bump,
+}
+
+impl<'a> DeserializeSeed<'a> for ValueSeed<'a> {
+    type Value = BorrowedValue<'a>;
+
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<BorrowedValue<'a>, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct BorrowedValueVisitor;
-
-impl<'de> Visitor<'de> for BorrowedValueVisitor {
-    type Value = BorrowedValue<'de>;
+impl<'a> Visitor<'a> for ValueSeed<'a> {
+    type Value = BorrowedValue<'a>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("any JSON value")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<BorrowedValue<'de>, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<BorrowedValue<'a>, E> {
         Ok(BorrowedValue::Null)
     }
 
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<BorrowedValue<'de>, E> {
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<BorrowedValue<'a>, E> {
         Ok(BorrowedValue::Bool(value))
     }
 
     // serde_json with `arbitrary_precision` passes numbers to `visit_map`; these cover other
     // deserializers.
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<BorrowedValue<'de>, E> {
-        Ok(BorrowedValue::Number(NumberText::Text(Cow::Owned(value.to_string()))))
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<BorrowedValue<'a>, E> {
+        Ok(BorrowedValue::Number(self.arena.alloc_str(&value.to_string())))
     }
 
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<BorrowedValue<'de>, E> {
-        Ok(BorrowedValue::Number(NumberText::Text(Cow::Owned(value.to_string()))))
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<BorrowedValue<'a>, E> {
+        Ok(BorrowedValue::Number(self.arena.alloc_str(&value.to_string())))
     }
 
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<BorrowedValue<'de>, E> {
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<BorrowedValue<'a>, E> {
         match Number::from_f64(value) {
-            Some(number) => Ok(BorrowedValue::Number(NumberText::Text(Cow::Owned(number.to_string())))),
+            Some(number) => Ok(BorrowedValue::Number(self.arena.alloc_str(&number.to_string()))),
             None => Err(E::custom("a number is not finite")),
         }
     }
 
-    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<BorrowedValue<'de>, E> {
-        Ok(BorrowedValue::String(Cow::Borrowed(value)))
+    fn visit_borrowed_str<E: de::Error>(self, value: &'a str) -> Result<BorrowedValue<'a>, E> {
+        Ok(BorrowedValue::String(value))
     }
 
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<BorrowedValue<'de>, E> {
-        Ok(BorrowedValue::String(Cow::Owned(value.to_owned())))
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<BorrowedValue<'a>, E> {
+        Ok(BorrowedValue::String(self.arena.alloc_str(value)))
     }
 
-    fn visit_string<E: de::Error>(self, value: String) -> Result<BorrowedValue<'de>, E> {
-        Ok(BorrowedValue::String(Cow::Owned(value)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<BorrowedValue<'de>, A::Error> {
-        let mut items = Vec::with_capacity(sequence.size_hint().unwrap_or(0));
-        while let Some(item) = sequence.next_element()? {
+    fn visit_seq<A: SeqAccess<'a>>(self, mut sequence: A) -> Result<BorrowedValue<'a>, A::Error> {
+        let mut items = bumpalo::collections::Vec::with_capacity_in(sequence.size_hint().unwrap_or(0), self.arena);
+        while let Some(item) = sequence.next_element_seed(self)? {
             items.push(item);
         }
-        Ok(BorrowedValue::Array(items))
+        Ok(BorrowedValue::Array(items.into_bump_slice()))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BorrowedValue<'de>, A::Error> {
-        let Some(first_key) = map.next_key::<Cow<'de, str>>()? else {
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<BorrowedValue<'a>, A::Error> {
+        let key_seed = KeySeed { arena: self.arena };
+        let Some(first_key) = map.next_key_seed(key_seed)? else {
             return Ok(BorrowedValue::Object(BorrowedObject::default()));
         };
         if first_key == NUMBER_TOKEN {
@@ -386,14 +376,45 @@ impl<'de> Visitor<'de> for BorrowedValueVisitor {
             // serde_json's `Value` also parses as a number.
             let text: String = map.next_value()?;
             let number: Number = text.parse().map_err(de::Error::custom)?;
-            return Ok(BorrowedValue::Number(NumberText::Text(Cow::Owned(number.as_str().to_owned()))));
+            return Ok(BorrowedValue::Number(self.arena.alloc_str(number.as_str())));
         }
 
-        let mut members = vec![(first_key, map.next_value()?)];
-        while let Some(key) = map.next_key()? {
-            members.push((key, map.next_value()?));
+        let mut members = bumpalo::collections::Vec::new_in(self.arena);
+        members.push((first_key, map.next_value_seed(self)?));
+        while let Some(key) = map.next_key_seed(key_seed)? {
+            members.push((key, map.next_value_seed(self)?));
         }
-        Ok(BorrowedValue::Object(BorrowedObject::from_members(members)))
+        Ok(BorrowedValue::Object(BorrowedObject::from_members(members, self.arena)))
+    }
+}
+
+/// Deserializes an object key, borrowed from the text or copied into `arena`.
+#[derive(Clone, Copy)]
+struct KeySeed<'a> {
+    arena: &'a Bump,
+}
+
+impl<'a> DeserializeSeed<'a> for KeySeed<'a> {
+    type Value = &'a str;
+
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<&'a str, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'a> Visitor<'a> for KeySeed<'a> {
+    type Value = &'a str;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, value: &'a str) -> Result<&'a str, E> {
+        Ok(value)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<&'a str, E> {
+        Ok(self.arena.alloc_str(value))
     }
 }
 
@@ -413,7 +434,8 @@ mod tests {
         let mut buffer = ParseBuffer::default();
         let borrowed = BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect("parses");
         assert_eq!(borrowed.to_value(), expected, "{text}");
-        assert_eq!(BorrowedValue::from_value(&expected), borrowed, "{text}");
+        let arena = Bump::new();
+        assert_eq!(BorrowedValue::from_value(&expected, &arena), borrowed, "{text}");
         assert_eq!(
             serde_json::to_string(&borrowed.to_value()).unwrap(),
             serde_json::to_string(&expected).unwrap(),
@@ -472,32 +494,43 @@ mod tests {
         round_trip(&format!("{{\"items\":[{}],\"text\":\"{{[\"}}", items.join(",")));
     }
 
-    /// An escaped string is borrowed only from sonic-rs's tree, so it shows which parser ran.
-    #[test]
-    fn bracket_limit_picks_parser() {
-        // Returns whether the escaped string inside `brackets` nested arrays was borrowed.
-        let borrowed = |brackets: usize| {
-            let text = format!("{}\"caf\\u00e9\"{}", "[".repeat(brackets), "]".repeat(brackets));
-            let mut buffer = ParseBuffer::default();
-            let parsed = BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, OPTIMIZED_MAX_TREE_OPENINGS);
-            let mut value = &parsed.expect("valid JSON");
-            while let Some(inner) = value.element(0) {
-                value = inner;
-            }
-            assert_eq!(value.as_str(), Some("café"));
-            matches!(value, BorrowedValue::String(Cow::Borrowed(_)))
-        };
-        assert!(borrowed(OPTIMIZED_MAX_TREE_OPENINGS), "sonic-rs parses text at the limit");
-        assert!(!borrowed(OPTIMIZED_MAX_TREE_OPENINGS + 1), "serde_json parses text past the limit");
+    /// Returns whether sonic-rs parsed `text`: a buffer's tree stays `null` when serde_json parses.
+    fn parsed_by_sonic(text: &str, max_openings: usize) -> bool {
+        let mut buffer = ParseBuffer::default();
+        BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect("valid JSON");
+        !sonic_rs::JsonValueTrait::is_null(&buffer.tree)
     }
 
     #[test]
-    fn strings_borrowed_from_the_tree() {
+    fn bracket_limit_picks_parser() {
+        let nested = |brackets: usize| format!("{}\"caf\\u00e9\"{}", "[".repeat(brackets), "]".repeat(brackets));
+        let limit = OPTIMIZED_MAX_TREE_OPENINGS;
+        assert!(parsed_by_sonic(&nested(limit), limit), "sonic-rs parses text at the limit");
+        assert!(!parsed_by_sonic(&nested(limit + 1), limit), "serde_json parses text past the limit");
+        round_trip(&nested(limit));
+        round_trip(&nested(limit + 1));
+    }
+
+    #[test]
+    fn escaped_strings_read_from_the_tree() {
+        let text = r#"{"escaped":"caf\u00e9","raw":"café","n":1E3}"#;
+        assert!(parsed_by_sonic(text, OPTIMIZED_MAX_TREE_OPENINGS));
         let mut buffer = ParseBuffer::default();
-        let borrowed = BorrowedValue::parse(r#"{"escaped":"caf\u00e9","raw":"café"}"#.as_bytes(), &mut buffer).unwrap();
+        let borrowed = BorrowedValue::parse(text.as_bytes(), &mut buffer).unwrap();
         let object = borrowed.as_object().unwrap();
-        assert!(matches!(object.get("raw"), Some(BorrowedValue::String(Cow::Borrowed("café")))));
-        assert!(matches!(object.get("escaped"), Some(BorrowedValue::String(Cow::Borrowed("café")))));
+        assert_eq!(object.get("raw"), Some(&BorrowedValue::String("café")));
+        assert_eq!(object.get("escaped"), Some(&BorrowedValue::String("café")));
+        assert_eq!(object.get("n"), Some(&BorrowedValue::Number("1e+3")));
+    }
+
+    #[test]
+    fn buffer_serves_parses_in_turn() {
+        let mut buffer = ParseBuffer::default();
+        for index in 0..50 {
+            let text = format!(r#"{{"i":{index},"s":"caf\u00e9 {index}","a":[{index},{{"k":"v"}}]}}"#);
+            let borrowed = BorrowedValue::parse(text.as_bytes(), &mut buffer).unwrap();
+            assert_eq!(borrowed.to_value(), serde_json::from_str::<Value>(&text).unwrap(), "{text}");
+        }
     }
 
     #[test]

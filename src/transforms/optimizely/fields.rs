@@ -30,7 +30,7 @@ pub(crate) fn is_empty(value: &BorrowedValue) -> bool {
 /// Returns the first non-empty string along `paths`.
 pub(crate) fn first_string<'a>(message: &'a BorrowedValue, paths: &PathList) -> Option<&'a str> {
     paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
-        BorrowedValue::String(text) if !text.is_empty() => Some(text.as_ref()),
+        BorrowedValue::String(text) if !text.is_empty() => Some(*text),
         _ => None,
     })
 }
@@ -39,8 +39,8 @@ pub(crate) fn first_string<'a>(message: &'a BorrowedValue, paths: &PathList) -> 
 /// decimal text. Blank strings, floats, booleans, objects and `null` count as missing.
 pub(crate) fn visitor_id(message: &BorrowedValue, paths: &PathList) -> Option<String> {
     paths.0.iter().filter_map(|path| path.lookup(message)).find_map(|value| match value {
-        BorrowedValue::String(text) if !text.trim().is_empty() => Some(text.as_ref().to_owned()),
-        BorrowedValue::Number(number) => integer_text(number.as_str()).map(str::to_owned),
+        BorrowedValue::String(text) if !text.trim().is_empty() => Some((*text).to_owned()),
+        BorrowedValue::Number(number) => integer_text(number).map(str::to_owned),
         _ => None,
     })
 }
@@ -111,12 +111,10 @@ fn custom_attribute(entity_id: &str, key: &str, value: Value) -> VisitorAttribut
 fn is_valid_attribute_value(value: &BorrowedValue) -> bool {
     match value {
         BorrowedValue::String(_) | BorrowedValue::Bool(_) => true,
-        BorrowedValue::Number(number) => match integer_text(number.as_str()) {
+        BorrowedValue::Number(number) => match integer_text(number) {
             // Integers are compared exactly: 2^53 + 1 rounds to 2^53 as a double.
             Some(text) => text.parse::<i128>().is_ok_and(|integer| integer.unsigned_abs() <= MAX_EXACT_INTEGER as u128),
-            None => {
-                number.as_str().parse::<f64>().is_ok_and(|float| float.is_finite() && float.abs() <= MAX_EXACT_INTEGER)
-            }
+            None => number.parse::<f64>().is_ok_and(|float| float.is_finite() && float.abs() <= MAX_EXACT_INTEGER),
         },
         _ => false,
     }

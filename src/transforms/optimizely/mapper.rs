@@ -138,7 +138,8 @@ impl Mapper {
 
     /// Maps one Segment message.
     pub fn map(&self, message: &Value) -> MapOutcome {
-        self.map_borrowed(&BorrowedValue::from_value(message))
+        let arena = bumpalo::Bump::new();
+        self.map_borrowed(&BorrowedValue::from_value(message, &arena))
     }
 
     /// Maps one Segment message parsed with [`BorrowedValue::parse`].
@@ -149,7 +150,7 @@ impl Mapper {
         };
 
         let message_type = match object.get("type") {
-            Some(BorrowedValue::String(message_type)) if !message_type.is_empty() => message_type.as_ref(),
+            Some(BorrowedValue::String(message_type)) if !message_type.is_empty() => *message_type,
             Some(other) if *other != BorrowedValue::Null => {
                 return reject(
                     "missing_type",
@@ -287,7 +288,7 @@ impl Mapper {
             match value {
                 BorrowedValue::Null => {}
                 BorrowedValue::String(text) => tags.add_string(key, text),
-                BorrowedValue::Number(number) => tags.add_raw(key, number.as_str()),
+                BorrowedValue::Number(number) => tags.add_raw(key, number),
                 BorrowedValue::Bool(boolean) => tags.add_raw(key, if *boolean { "true" } else { "false" }),
                 BorrowedValue::Array(_) | BorrowedValue::Object(_) => match self.settings.nested_tags {
                     NestedTags::Drop => warnings.removed_tags += 1,

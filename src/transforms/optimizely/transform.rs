@@ -61,9 +61,7 @@ pub struct OptimizelyTransform {
 struct Routed<'a> {
     finalizer: crate::ack::EventFinalizer,
     origin: Option<Arc<Map<String, Value>>>,
-    conversions: &'a mut Vec<Event>,
-    dropped: &'a mut Vec<Event>,
-    deletions: &'a mut Vec<Event>,
+    mapped: &'a mut MappedChunk,
     limiter: &'a Mutex<LogLimiter>,
 }
 
@@ -238,8 +236,9 @@ impl OptimizelyTransform {
         let mut mapped =
             MappedChunk { conversions: Vec::with_capacity(events.len()), dropped: Vec::new(), deletions: Vec::new() };
         let mapper = self.mapper.load_full();
+        let mut buffer = ParseBuffer::default();
         for event in events {
-            self.route(&mapper, event, &mut mapped.conversions, &mut mapped.dropped, &mut mapped.deletions, limiter);
+            self.route(&mapper, event, &mut mapped, limiter, &mut buffer);
         }
         mapped
     }
@@ -260,19 +259,18 @@ impl OptimizelyTransform {
         &self,
         mapper: &Mapper,
         event: Event,
-        conversions: &mut Vec<Event>,
-        dropped: &mut Vec<Event>,
-        deletions: &mut Vec<Event>,
+        mapped: &mut MappedChunk,
         limiter: &Mutex<LogLimiter>,
+        buffer: &mut ParseBuffer,
     ) {
         let Event { payload, finalizer, origin } = event;
-        let routed = Routed { finalizer, origin, conversions, dropped, deletions, limiter };
+        let routed = Routed { finalizer, origin, mapped, limiter };
         match payload {
             Payload::Message(message) => {
                 let outcome = mapper.map(&message);
                 self.route_outcome(outcome, || message, routed);
             }
-            Payload::RawMessage(text) => match BorrowedValue::parse(&text, &mut ParseBuffer::default()) {
+            Payload::RawMessage(text) => match BorrowedValue::parse(&text, buffer) {
                 Ok(message) => {
                     let outcome = mapper.map_borrowed(&message);
                     self.route_outcome(outcome, || message.to_value(), routed);
@@ -283,7 +281,7 @@ impl OptimizelyTransform {
                         finalizer: routed.finalizer,
                         origin: routed.origin,
                     };
-                    self.route(mapper, event, routed.conversions, routed.dropped, routed.deletions, routed.limiter);
+                    self.route(mapper, event, routed.mapped, routed.limiter, buffer);
                 }
             },
             Payload::Unparsed(unparsed) => {
@@ -299,7 +297,7 @@ impl OptimizelyTransform {
                     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
                     dead_letter.details.insert("event_base64".to_owned(), Value::String(encoded));
                 }
-                routed.dropped.push(record);
+                routed.mapped.dropped.push(record);
             }
             other => {
                 let rejection = Rejection {
@@ -308,7 +306,7 @@ impl OptimizelyTransform {
                 };
                 let record =
                     self.dead_letter(rejection, other.to_json(), routed.finalizer, routed.origin, routed.limiter);
-                routed.dropped.push(record);
+                routed.mapped.dropped.push(record);
             }
         }
     }
@@ -316,7 +314,7 @@ impl OptimizelyTransform {
     /// Sends the outcome of mapping one message to its output. `original` builds the message for a
     /// dead-letter record.
     fn route_outcome(&self, outcome: MapOutcome, original: impl FnOnce() -> Value, routed: Routed<'_>) {
-        let Routed { finalizer, origin, conversions, dropped, deletions, limiter } = routed;
+        let Routed { finalizer, origin, mapped, limiter } = routed;
         match outcome {
             MapOutcome::Conversion(conversion, warnings) => {
                 self.warnings.add(&warnings);
@@ -326,10 +324,10 @@ impl OptimizelyTransform {
                         tracing::warn!(component_id = %self.id, count, max_properties = self.settings.max_properties, "left out the tags and traits past max_properties of messages with more keys");
                     }
                 }
-                conversions.push(Event { payload: Payload::Conversion(conversion), finalizer, origin });
+                mapped.conversions.push(Event { payload: Payload::Conversion(conversion), finalizer, origin });
             }
             MapOutcome::Deletion(deletion) => {
-                deletions.push(Event { payload: Payload::Deletion(deletion), finalizer, origin })
+                mapped.deletions.push(Event { payload: Payload::Deletion(deletion), finalizer, origin })
             }
             MapOutcome::Skipped(reason) => {
                 if let SkipReason::UnknownEventKey(key) = &reason {
@@ -345,7 +343,7 @@ impl OptimizelyTransform {
                 finalizer.finalize(EventStatus::Skipped);
             }
             MapOutcome::Rejected(rejection) => {
-                dropped.push(self.dead_letter(rejection, original(), finalizer, origin, limiter))
+                mapped.dropped.push(self.dead_letter(rejection, original(), finalizer, origin, limiter))
             }
         }
     }

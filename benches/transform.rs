@@ -1,6 +1,11 @@
 //! Per-event cost of the transform's stages: parse, map, encode, and all three together.
 //!
 //!     cargo bench --bench transform
+//!
+//! The `borrowed_*` and `write_visitor` benchmarks measure the path of messages that sources pass
+//! on as text (`stdin`, `file`): the sonic-rs parse into a `BorrowedValue` with one `ParseBuffer`,
+//! the mapping, and the body writer. The others measure the `serde_json::Value` path of library
+//! callers and serde's derived encoding.
 
 mod workload;
 
@@ -9,15 +14,31 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use optimizely_relay::event::Payload;
 use optimizely_relay::sources::decode::decode_line;
+use optimizely_relay::transforms::optimizely::borrowed::{BorrowedValue, ParseBuffer};
 use optimizely_relay::transforms::optimizely::datafile::Datafile;
-use optimizely_relay::transforms::optimizely::{MapOutcome, OptimizelyTransform, OptimizelyTransformConfig};
+use optimizely_relay::transforms::optimizely::mapper::MapperSettings;
+use optimizely_relay::transforms::optimizely::{MapOutcome, Mapper, OptimizelyTransform, OptimizelyTransformConfig};
 
-fn transform() -> OptimizelyTransform {
+/// The relay binary's allocator, so that the figures include its allocation costs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn settings_and_datafile() -> (OptimizelyTransformConfig, Arc<Datafile>) {
     let text = "revenue_unit = \"dollars\"\n[datafile]\npath = \"unused\"\n[event_keys]\n\"Order Completed\" = \"order_completed\"\n\"Signed Up\" = \"signed_up\"\n";
     let config: OptimizelyTransformConfig = toml::from_str(text).expect("settings");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/quickstart-datafile.json");
     let datafile = Datafile::parse(&std::fs::read(path).expect("datafile")).expect("valid datafile");
-    OptimizelyTransform::new("opt", &config, Arc::new(datafile))
+    (config, Arc::new(datafile))
+}
+
+fn transform() -> OptimizelyTransform {
+    let (config, datafile) = settings_and_datafile();
+    OptimizelyTransform::new("opt", &config, datafile)
+}
+
+fn mapper() -> Mapper {
+    let (config, datafile) = settings_and_datafile();
+    Mapper::new(Arc::new(MapperSettings::from(&config)), datafile)
 }
 
 fn stages(criterion: &mut Criterion) {
@@ -82,5 +103,69 @@ fn stages(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, stages);
+fn borrowed_stages(criterion: &mut Criterion) {
+    let input = workload::generate(1000, 11);
+    let lines: Vec<&[u8]> = input.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()).collect();
+    let mapper = mapper();
+    let conversions: Vec<_> = lines
+        .iter()
+        .filter_map(|line| {
+            let mut buffer = ParseBuffer::default();
+            match mapper.map_borrowed(&BorrowedValue::parse(line, &mut buffer).ok()?) {
+                MapOutcome::Conversion(conversion, _) => Some(conversion),
+                _ => None,
+            }
+        })
+        .collect();
+
+    let mut group = criterion.benchmark_group("transform");
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    group.bench_function("borrowed_parse", |bencher| {
+        let mut buffer = ParseBuffer::default();
+        bencher.iter(|| {
+            for line in &lines {
+                criterion::black_box(BorrowedValue::parse(line, &mut buffer).is_ok());
+            }
+        })
+    });
+    group.bench_function("borrowed_parse_map", |bencher| {
+        let mut buffer = ParseBuffer::default();
+        bencher.iter(|| {
+            for line in &lines {
+                if let Ok(message) = BorrowedValue::parse(line, &mut buffer) {
+                    criterion::black_box(mapper.map_borrowed(&message));
+                }
+            }
+        })
+    });
+    group.throughput(Throughput::Elements(conversions.len() as u64));
+    group.bench_function("write_visitor", |bencher| {
+        let mut output = Vec::new();
+        bencher.iter(|| {
+            for conversion in &conversions {
+                output.clear();
+                conversion.visitor.write_json(&mut output);
+                criterion::black_box(output.len());
+            }
+        })
+    });
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    group.bench_function("borrowed_parse_map_write", |bencher| {
+        let mut buffer = ParseBuffer::default();
+        bencher.iter(|| {
+            for line in &lines {
+                if let Ok(message) = BorrowedValue::parse(line, &mut buffer) {
+                    if let MapOutcome::Conversion(conversion, _) = mapper.map_borrowed(&message) {
+                        let mut output = Vec::new();
+                        conversion.visitor.write_json(&mut output);
+                        criterion::black_box(output);
+                    }
+                }
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, stages, borrowed_stages);
 criterion_main!(benches);

@@ -140,7 +140,10 @@ path = "{dead_letters}"
             println!("relay peak RSS: {:.1} MB (VmHWM of the relay process)", high_water as f64 / 1024.0)
         }
         None => {
-            println!("relay peak RSS: {:.1} MB (getrusage; the run was too short to sample)", usage.2 as f64 / 1024.0)
+            println!(
+                "relay peak RSS: {:.1} MB (getrusage, because the run was too short to sample)",
+                usage.2 as f64 / 1024.0
+            )
         }
     }
     let timeline: Vec<String> = samples

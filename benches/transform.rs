@@ -12,7 +12,7 @@ mod workload;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use optimizely_relay::event::Payload;
+use optimizely_relay::event::{Conversion, Payload};
 use optimizely_relay::sources::decode::decode_line;
 use optimizely_relay::transforms::optimizely::borrowed::{BorrowedValue, ParseBuffer};
 use optimizely_relay::transforms::optimizely::datafile::Datafile;
@@ -41,18 +41,26 @@ fn mapper() -> Mapper {
     Mapper::new(Arc::new(MapperSettings::from(&config)), datafile)
 }
 
+/// Returns the non-empty lines of NDJSON text.
+fn lines(input: &[u8]) -> Vec<&[u8]> {
+    input.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()).collect()
+}
+
+/// Returns the conversion of a mapping outcome, or `None` for other outcomes.
+fn conversion(outcome: MapOutcome) -> Option<Conversion> {
+    match outcome {
+        MapOutcome::Conversion(conversion, _) => Some(conversion),
+        _ => None,
+    }
+}
+
 fn stages(criterion: &mut Criterion) {
     let input = workload::generate(1000, 11);
-    let lines: Vec<&[u8]> = input.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()).collect();
+    let lines = lines(&input);
     let transform = transform();
     let messages: Vec<serde_json::Value> = lines.iter().filter_map(|line| serde_json::from_slice(line).ok()).collect();
-    let conversions: Vec<_> = messages
-        .iter()
-        .filter_map(|message| match transform.map_message(message) {
-            MapOutcome::Conversion(conversion, _) => Some(conversion),
-            _ => None,
-        })
-        .collect();
+    let conversions: Vec<Conversion> =
+        messages.iter().filter_map(|message| conversion(transform.map_message(message))).collect();
 
     let mut group = criterion.benchmark_group("transform");
     group.throughput(Throughput::Elements(lines.len() as u64));
@@ -105,18 +113,10 @@ fn stages(criterion: &mut Criterion) {
 
 fn borrowed_stages(criterion: &mut Criterion) {
     let input = workload::generate(1000, 11);
-    let lines: Vec<&[u8]> = input.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()).collect();
+    let lines = lines(&input);
     let mapper = mapper();
-    let conversions: Vec<_> = lines
-        .iter()
-        .filter_map(|line| {
-            let mut buffer = ParseBuffer::default();
-            match mapper.map_borrowed(&BorrowedValue::parse(line, &mut buffer).ok()?) {
-                MapOutcome::Conversion(conversion, _) => Some(conversion),
-                _ => None,
-            }
-        })
-        .collect();
+    let transform = transform();
+    let conversions: Vec<Conversion> = lines.iter().filter_map(|line| conversion(transform.map_bytes(line))).collect();
 
     let mut group = criterion.benchmark_group("transform");
     group.throughput(Throughput::Elements(lines.len() as u64));

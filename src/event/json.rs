@@ -121,7 +121,7 @@ pub(super) fn write_string(output: &mut Vec<u8>, text: &str) {
 /// Appends `text` as a JSON string to `output`, escaped as serde_json escapes it.
 pub(super) fn push_string(output: &mut String, text: &str) {
     if needs_escape(text.as_bytes()) {
-        // serde_json fails only on map keys that are not strings, so the default is never used.
+        // serde_json returns errors only for map keys that are not strings, so a `str` always serializes.
         output.push_str(&serde_json::to_string(text).unwrap_or_default());
     } else {
         output.push('"');

@@ -107,13 +107,6 @@ impl ComponentMetrics {
         counter!(name, self.with(extra))
     }
 
-    /// Counts a value of a named counter that is specific to one component type.
-    pub fn count(&self, name: &'static str, extra: &[(&'static str, &str)], value: u64) {
-        if value > 0 {
-            counter!(name, self.with(extra)).increment(value);
-        }
-    }
-
     fn with(&self, extra: &[(&'static str, &str)]) -> Vec<Label> {
         let mut labels = self.labels.clone();
         labels.extend(extra.iter().map(|(key, value)| Label::new(*key, value.to_string())));

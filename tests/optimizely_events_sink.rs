@@ -235,7 +235,7 @@ fn visitor(id: &str, currency: &str) -> Visitor {
         attributes: vec![VisitorAttribute {
             entity_id: "301".to_owned(),
             key: "plan".to_owned(),
-            kind: "custom".to_owned(),
+            kind: "custom".into(),
             value: json!("pro"),
         }],
         snapshots: vec![Snapshot {

@@ -7,18 +7,24 @@
 
 use serde::Serialize;
 
-use super::{Conversion, Snapshot, SnapshotEvent, Visitor, VisitorAttribute};
+use super::{BatchKey, Conversion, Snapshot, SnapshotEvent, Visitor, VisitorAttribute};
 
 /// Writes the complete request body of `conversion`: the top-level fields, then its one visitor.
 pub(super) fn write_body(conversion: &Conversion, output: &mut Vec<u8>) {
-    write_value(output, &*conversion.batch_key);
+    write_body_with(&conversion.batch_key, output, |output| write_visitor(&conversion.visitor, output));
+}
+
+/// Writes a request body: the top-level fields of `key`, then the one visitor that `write_visitor`
+/// writes.
+pub(super) fn write_body_with(key: &BatchKey, output: &mut Vec<u8>, write_visitor: impl FnOnce(&mut Vec<u8>)) {
+    write_value(output, key);
     // The key is written as an object. Its closing brace makes way for the `visitors` member.
     if output.last() == Some(&b'}') {
         output.pop();
         output.push(b',');
     }
     output.extend_from_slice(b"\"visitors\":[");
-    write_visitor(&conversion.visitor, output);
+    write_visitor(output);
     output.extend_from_slice(b"]}");
 }
 
@@ -191,7 +197,7 @@ mod tests {
         let attribute = |key: &str, value: Value| VisitorAttribute {
             entity_id: format!("id-{key}"),
             key: key.to_owned(),
-            kind: "custom".to_owned(),
+            kind: "custom".into(),
             value,
         };
         Visitor {
@@ -251,6 +257,20 @@ mod tests {
         let mut written = Vec::new();
         write_body(&conversion, &mut written);
         assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(&conversion.body()).unwrap());
+    }
+
+    #[test]
+    fn encoded_conversion_writes_the_same_body_and_decodes_to_the_conversion() {
+        let tags = json!({"a": "\u{e9}/\"x\"", "b": 1.50, "c": true});
+        let conversion = Conversion { batch_key: Arc::new(key()), visitor: visitor(Some(1999), None, tags) };
+        let encoded = super::super::EncodedConversion::new(&conversion);
+
+        let (mut structured_body, mut encoded_body) = (Vec::new(), Vec::new());
+        conversion.write_body(&mut structured_body);
+        encoded.write_body(&mut encoded_body);
+        assert_eq!(String::from_utf8(encoded_body).unwrap(), String::from_utf8(structured_body).unwrap());
+        assert_eq!(encoded.to_body(), conversion.to_body());
+        assert_eq!(encoded.decode().unwrap(), conversion);
     }
 
     #[test]

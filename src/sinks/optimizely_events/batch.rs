@@ -13,7 +13,7 @@ use reqwest::Url;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::event::{BatchKey, Conversion, Event, Payload};
+use crate::event::{BatchKey, Event, Payload};
 use crate::sinks::util::settings::parse_endpoint;
 
 /// The bytes that close a request body after the last visitor.
@@ -159,17 +159,23 @@ impl Batcher {
     ///
     /// The error is boxed because it carries the whole event and is rare.
     pub fn push(&mut self, event: Event, now: Instant, ready: &mut Vec<Batch>) -> Result<(), Box<Unbatched>> {
-        let Payload::Conversion(conversion) = &event.payload else {
-            let kind = payload_kind(&event.payload);
-            return Err(Box::new(Unbatched { event, error: BatchError::Unsupported { kind } }));
+        let (batch_key, visitor) = match &event.payload {
+            // The transform's conversions: the entry shares the event's buffer.
+            Payload::EncodedConversion(conversion) => (conversion.batch_key.clone(), conversion.visitor_json().clone()),
+            Payload::Conversion(conversion) => {
+                let mut visitor = Vec::new();
+                conversion.visitor.write_json(&mut visitor);
+                (conversion.batch_key.clone(), Bytes::from(visitor))
+            }
+            other => {
+                let kind = payload_kind(other);
+                return Err(Box::new(Unbatched { event, error: BatchError::Unsupported { kind } }));
+            }
         };
-        let mut visitor = Vec::new();
-        conversion.visitor.write_json(&mut visitor);
-        let visitor = Bytes::from(visitor);
 
-        let index = match self.find_open(&conversion.batch_key) {
+        let index = match self.find_open(&batch_key) {
             Some(index) => index,
-            None => match self.open_batch(conversion, now) {
+            None => match self.open_batch(&batch_key, now) {
                 Ok(index) => index,
                 Err(error) => return Err(Box::new(Unbatched { event, error })),
             },
@@ -223,16 +229,14 @@ impl Batcher {
         }
     }
 
-    fn open_batch(&mut self, conversion: &Conversion, now: Instant) -> Result<usize, BatchError> {
+    fn open_batch(&mut self, batch_key: &Arc<BatchKey>, now: Instant) -> Result<usize, BatchError> {
         let endpoint = match &self.endpoint_override {
             Some(url) => url.clone(),
-            None => parse_endpoint(&conversion.batch_key.endpoint).map_err(|reason| BatchError::InvalidEndpoint {
-                endpoint: conversion.batch_key.endpoint.clone(),
-                reason,
-            })?,
+            None => parse_endpoint(&batch_key.endpoint)
+                .map_err(|reason| BatchError::InvalidEndpoint { endpoint: batch_key.endpoint.clone(), reason })?,
         };
-        let prefix = encode_prefix(&conversion.batch_key).map_err(|error| BatchError::Encoding { error })?;
-        let batch = Batch::new(conversion.batch_key.clone(), endpoint, prefix);
+        let prefix = encode_prefix(batch_key).map_err(|error| BatchError::Encoding { error })?;
+        let batch = Batch::new(batch_key.clone(), endpoint, prefix);
         self.open.push(OpenBatch { batch, deadline: now + self.limits.timeout });
         Ok(self.open.len() - 1)
     }
@@ -310,7 +314,7 @@ fn payload_kind(payload: &Payload) -> &'static str {
         Payload::RawMessage(text) if serde_json::from_slice::<serde_json::Value>(text).is_err() => "unparsed line",
         Payload::Message(_) | Payload::RawMessage(_) => "Segment message",
         Payload::Unparsed(_) => "unparsed line",
-        Payload::Conversion(_) => "conversion",
+        Payload::Conversion(_) | Payload::EncodedConversion(_) => "conversion",
         Payload::Deletion(_) => "deletion request",
         Payload::DeadLetter(_) => "dead-letter record",
     }
@@ -319,7 +323,7 @@ fn payload_kind(payload: &Payload) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Snapshot, SnapshotEvent, Tags, Visitor};
+    use crate::event::{Conversion, EncodedConversion, Snapshot, SnapshotEvent, Tags, Visitor};
     use serde_json::json;
 
     fn key(revision: &str, endpoint: &str) -> Arc<BatchKey> {
@@ -398,6 +402,21 @@ mod tests {
         let parsed: Value = serde_json::from_slice(&body).expect("body is JSON");
         assert_eq!(parsed["revision"], json!("7"));
         assert_eq!(visitor_ids(&batch), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn encoded_and_structured_conversions_share_a_batch() {
+        let mut batcher = Batcher::new(limits(10, 10_000), None);
+        let key = key("7", ENDPOINT);
+        let mut ready = Vec::new();
+        let Payload::Conversion(structured) = conversion(&key, "b").payload else { unreachable!() };
+        let encoded = Event::new(Payload::EncodedConversion(EncodedConversion::new(&structured)));
+        batcher.push(conversion(&key, "a"), Instant::now(), &mut ready).expect("accepted");
+        batcher.push(encoded, Instant::now(), &mut ready).expect("accepted");
+        let batch = batcher.take_all().pop().expect("one open batch");
+
+        assert_eq!(visitor_ids(&batch), ["a", "b"]);
+        assert_eq!(batch.encode_body().len(), batch.encoded_len());
     }
 
     #[test]

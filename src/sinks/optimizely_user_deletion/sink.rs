@@ -256,7 +256,7 @@ fn payload_kind(payload: &Payload) -> &'static str {
         Payload::RawMessage(text) if serde_json::from_slice::<serde_json::Value>(text).is_err() => "unparsed line",
         Payload::Message(_) | Payload::RawMessage(_) => "Segment message",
         Payload::Unparsed(_) => "unparsed line",
-        Payload::Conversion(_) => "conversion",
+        Payload::Conversion(_) | Payload::EncodedConversion(_) => "conversion",
         Payload::Deletion(_) => "deletion request",
         Payload::DeadLetter(_) => "dead-letter record",
     }

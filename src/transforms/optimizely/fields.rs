@@ -1,5 +1,7 @@
 //! Field rules of the mapping: visitor id, uuid, and visitor attributes.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::borrowed::BorrowedValue;
@@ -62,9 +64,11 @@ pub(crate) fn attributes(
     warnings: &mut MapWarnings,
 ) -> Vec<VisitorAttribute> {
     let user_agent = first_value(message, &mapping.user_agent).and_then(BorrowedValue::as_str);
-    let mut attributes = Vec::new();
+    let traits = first_value(message, &mapping.attributes).and_then(BorrowedValue::as_object);
+    // Room for every trait, the user agent and bot filtering, so the vector is allocated once.
+    let mut attributes = Vec::with_capacity(traits.map_or(0, |traits| traits.len().min(max_properties)) + 2);
 
-    if let Some(BorrowedValue::Object(traits)) = first_value(message, &mapping.attributes) {
+    if let Some(traits) = traits {
         warnings.excess_properties += traits.len().saturating_sub(max_properties) as u32;
         for (key, value) in traits.iter().take(max_properties) {
             // The datafile decides bot filtering, and a mapped user agent replaces a trait of that name.
@@ -103,7 +107,7 @@ pub(crate) fn attributes(
 }
 
 fn custom_attribute(entity_id: &str, key: &str, value: Value) -> VisitorAttribute {
-    VisitorAttribute { entity_id: entity_id.to_owned(), key: key.to_owned(), kind: "custom".to_owned(), value }
+    VisitorAttribute { entity_id: entity_id.to_owned(), key: key.to_owned(), kind: Cow::Borrowed("custom"), value }
 }
 
 /// Returns whether the Event API accepts `value` as an attribute value: a string, a boolean, or a

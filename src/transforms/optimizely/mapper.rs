@@ -11,9 +11,9 @@ use super::datafile::Datafile;
 use super::excerpt::excerpt;
 use super::fields;
 use super::message_uuid::conversion_uuid_or_else;
-use super::number::{json_kind, parse_numeric_value, parse_revenue, RevenueUnit};
+use super::number::{json_kind, parse_numeric_value, parse_revenue, parse_revenue_text, RevenueUnit};
 use super::path::PathList;
-use super::timestamp::{parse_timestamp, TimestampUnit};
+use super::timestamp::{parse_timestamp, parse_timestamp_text, TimestampUnit};
 use crate::event::{BatchKey, Conversion, DeletionRequest, Snapshot, SnapshotEvent, Tags, TagsBuilder, Visitor};
 
 /// Segment message types that carry no conversion and are skipped.
@@ -213,21 +213,36 @@ impl Mapper {
                 ),
                 )
             }
-            Some(value) => match parse_timestamp(&value.to_value(), self.settings.timestamp_unit) {
-                Ok(timestamp) => timestamp,
-                Err(error) => return reject("invalid_timestamp", error.to_string()),
-            },
+            Some(value) => {
+                let parsed = match value {
+                    BorrowedValue::String(text) => parse_timestamp_text(text, self.settings.timestamp_unit),
+                    other => parse_timestamp(&other.to_value(), self.settings.timestamp_unit),
+                };
+                match parsed {
+                    Ok(timestamp) => timestamp,
+                    Err(error) => return reject("invalid_timestamp", error.to_string()),
+                }
+            }
         };
 
-        let message_id = first_value(message, &mapping.uuid).map(BorrowedValue::to_value);
-        let uuid = conversion_uuid_or_else(message_id.as_ref(), || message.to_value());
+        let uuid = match first_value(message, &mapping.uuid) {
+            // The common case, without the `Value` that `conversion_uuid_or_else` takes.
+            Some(BorrowedValue::String(text)) => (*text).to_owned(),
+            message_id => {
+                let message_id = message_id.map(BorrowedValue::to_value);
+                conversion_uuid_or_else(message_id.as_ref(), || message.to_value())
+            }
+        };
         if let Some(rejection) = self.check_id_length("message id", &mapping.uuid, &uuid) {
             return rejection;
         }
 
         let mut warnings = MapWarnings::default();
         let revenue = first_value(message, &mapping.revenue).and_then(|value| {
-            let revenue = parse_revenue(&value.to_value(), self.settings.revenue_unit).ok();
+            let revenue = match value {
+                BorrowedValue::String(text) => parse_revenue_text(text, self.settings.revenue_unit).ok(),
+                other => parse_revenue(&other.to_value(), self.settings.revenue_unit).ok(),
+            };
             warnings.invalid_revenue = u32::from(revenue.is_none());
             revenue
         });

@@ -85,16 +85,32 @@ pub enum NumberError {
 /// `19.99` becomes `1999` and `1.005` becomes `101`.
 pub fn parse_revenue(value: &Value, unit: RevenueUnit) -> Result<i64, NumberError> {
     let decimal = read_decimal(value, "revenue")?;
+    scale_revenue(&decimal, unit).map_err(|error| scale_error(error, value))
+}
 
+/// Parses a revenue given as a JSON string, as [`parse_revenue`] parses `Value::String(text)`.
+pub fn parse_revenue_text(text: &str, unit: RevenueUnit) -> Result<i64, NumberError> {
+    match Decimal::from_decimal_string(text).map(|decimal| scale_revenue(&decimal, unit)) {
+        Some(Ok(cents)) => Ok(cents),
+        // The `Value` for the error's excerpt is built only here.
+        _ => parse_revenue(&Value::String(text.to_owned()), unit),
+    }
+}
+
+/// Converts a revenue to cents.
+fn scale_revenue(decimal: &Decimal, unit: RevenueUnit) -> Result<i64, ScaleError> {
     let (scale, rounding) = match unit {
         RevenueUnit::Cents => (0, Rounding::Exact),
         RevenueUnit::Dollars => (2, Rounding::HalfAwayFromZero),
     };
+    decimal.to_scaled_i64(scale, rounding)
+}
 
-    decimal.to_scaled_i64(scale, rounding).map_err(|error| match error {
+fn scale_error(error: ScaleError, value: &Value) -> NumberError {
+    match error {
         ScaleError::Fraction => NumberError::FractionalCents { value: excerpt(value) },
         ScaleError::Overflow => NumberError::OutOfRange { value: excerpt(value) },
-    })
+    }
 }
 
 /// Reads the numeric `value` of a conversion.
@@ -337,6 +353,17 @@ fn digits_value(digits: &[u8]) -> u128 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn revenue_text_parses_as_the_string_value_does() {
+        for text in ["19.99", "1.005", "-0.5", "4200", " 12 ", "1e3", "12abc", "", "0.001", "99999999999999999999"] {
+            for unit in [RevenueUnit::Dollars, RevenueUnit::Cents] {
+                let expected = parse_revenue(&Value::String(text.to_owned()), unit);
+                assert_eq!(parse_revenue_text(text, unit), expected, "{text:?} in {unit:?}");
+            }
+        }
+        assert_eq!(parse_revenue_text("19.99", RevenueUnit::Dollars), Ok(1999));
+    }
 
     /// Parses JSON text so that numbers keep their decimal text as written.
     fn json_value(text: &str) -> Value {

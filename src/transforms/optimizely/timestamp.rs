@@ -117,14 +117,19 @@ const MAX_EPOCH_MS: i64 = datetime!(9999-12-31 23:59:59 UTC).unix_timestamp() * 
 /// 9999. Strings of digits, booleans, `null`, arrays and objects are rejected.
 pub fn parse_timestamp(value: &Value, unit: TimestampUnit) -> Result<i64, TimestampError> {
     match value {
-        Value::String(text) => parse_date_time(text).map_err(|reason| TimestampError::InvalidDateTime {
-            value: excerpt(value),
-            reason,
-            unit,
-        }),
+        Value::String(text) => parse_timestamp_text(text, unit),
         Value::Number(number) => parse_epoch_number(number, unit),
         other => Err(TimestampError::InvalidType { value: excerpt(other), kind: json_kind(other), unit }),
     }
+}
+
+/// Parses a timestamp given as a JSON string, as [`parse_timestamp`] parses `Value::String(text)`.
+pub fn parse_timestamp_text(text: &str, unit: TimestampUnit) -> Result<i64, TimestampError> {
+    parse_date_time(text).map_err(|reason| TimestampError::InvalidDateTime {
+        value: excerpt(&Value::String(text.to_owned())),
+        reason,
+        unit,
+    })
 }
 
 /// Reads epoch milliseconds, or epoch seconds scaled to milliseconds, from a JSON number's text.
@@ -347,6 +352,15 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn timestamp_text_parses_as_the_string_value_does() {
+        for text in ["2024-01-31T12:00:00Z", "2024-01-31T13:00:00+01:00", "2024-02-30T00:00:00Z", "yesterday", ""] {
+            let expected = parse_timestamp(&Value::String(text.to_owned()), TimestampUnit::Milliseconds);
+            assert_eq!(parse_timestamp_text(text, TimestampUnit::Milliseconds), expected, "{text:?}");
+        }
+        assert_eq!(parse_timestamp_text("2024-01-31T12:00:00Z", TimestampUnit::Milliseconds), Ok(NOON_2024_01_31));
+    }
 
     /// 2024-01-31T12:00:00Z in epoch milliseconds, computed outside this crate.
     const NOON_2024_01_31: i64 = 1_706_702_400_000;

@@ -14,7 +14,7 @@ use super::config::OptimizelyTransformConfig;
 use super::datafile::Datafile;
 use super::mapper::{MapOutcome, MapWarnings, Mapper, MapperSettings, Rejection, SkipReason};
 use crate::ack::EventStatus;
-use crate::event::{DeadLetter, Event, Payload};
+use crate::event::{DeadLetter, EncodedConversion, Event, Payload};
 use crate::log_limit::LogLimiter;
 use crate::observability::{ComponentKind, ComponentMetrics};
 use crate::sources::decode;
@@ -334,7 +334,9 @@ impl OptimizelyTransform {
                         tracing::warn!(component_id = %self.id, count, max_properties = self.settings.max_properties, "left out the tags and traits past max_properties of messages with more keys");
                     }
                 }
-                mapped.conversions.push(Event { payload: Payload::Conversion(conversion), finalizer, origin });
+                // Encoded here, on the thread that mapped it: see `EncodedConversion`.
+                let payload = Payload::EncodedConversion(EncodedConversion::new(&conversion));
+                mapped.conversions.push(Event { payload, finalizer, origin });
             }
             MapOutcome::Deletion(deletion) => {
                 mapped.deletions.push(Event { payload: Payload::Deletion(deletion), finalizer, origin })
@@ -414,7 +416,7 @@ mod tests {
         while let Some(events) = input.recv().await {
             for event in events {
                 let id = match &event.payload {
-                    Payload::Conversion(conversion) => conversion.visitor.visitor_id.clone(),
+                    Payload::EncodedConversion(conversion) => conversion.decode().unwrap().visitor.visitor_id,
                     Payload::DeadLetter(record) => record.event["userId"].as_str().unwrap_or_default().to_owned(),
                     other => panic!("unexpected payload {other:?}"),
                 };

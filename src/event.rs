@@ -175,8 +175,8 @@ impl Conversion {
 /// The `optimizely` transform encodes each conversion on the thread that mapped it and sends this on.
 /// The sink then copies no field and frees one buffer instead of the twenty or so strings and vectors
 /// of a [`Visitor`], which mimalloc frees more slowly on a thread other than the one that allocated
-/// them. Against sending the [`Conversion`] on, the relay's CPU time end to end fell from 6.2 to 5.3 µs
-/// per event (`cargo bench --bench end_to_end -- --events 1000000`).
+/// them. Against sending the [`Conversion`] on, the relay's CPU time end to end fell from 6.2 to 7.1 µs
+/// per event to 5.2 to 5.5 µs (`cargo bench --bench end_to_end -- --events 1000000`, several runs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedConversion {
     /// The top-level fields and the endpoint.

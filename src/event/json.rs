@@ -260,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn encoded_conversion_writes_the_same_body_and_decodes_to_the_conversion() {
+    fn encoded_conversion_body_and_decode() {
         let tags = json!({"a": "\u{e9}/\"x\"", "b": 1.50, "c": true});
         let conversion = Conversion { batch_key: Arc::new(key()), visitor: visitor(Some(1999), None, tags) };
         let encoded = super::super::EncodedConversion::new(&conversion);

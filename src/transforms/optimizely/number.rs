@@ -355,7 +355,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn revenue_text_parses_as_the_string_value_does() {
+    fn revenue_text_matches_string_value() {
         for text in ["19.99", "1.005", "-0.5", "4200", " 12 ", "1e3", "12abc", "", "0.001", "99999999999999999999"] {
             for unit in [RevenueUnit::Dollars, RevenueUnit::Cents] {
                 let expected = parse_revenue(&Value::String(text.to_owned()), unit);

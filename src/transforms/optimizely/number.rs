@@ -263,16 +263,20 @@ impl Decimal {
             return None;
         }
 
-        let all_digits = format!("{integer}{fraction}");
-        Some(Decimal::normalised(negative, &all_digits, exponent - fraction.len() as i64))
+        let mut all_digits = String::with_capacity(integer.len() + fraction.len());
+        all_digits.push_str(integer);
+        all_digits.push_str(fraction);
+        Some(Decimal::normalised(negative, all_digits, exponent - fraction.len() as i64))
     }
 
-    /// Builds a decimal from raw digits, moving trailing zeros into the exponent.
-    fn normalised(negative: bool, digits: &str, exponent: i64) -> Decimal {
-        let significant = digits.trim_start_matches('0');
-        let trimmed = significant.trim_end_matches('0');
-        let exponent = exponent + (significant.len() - trimmed.len()) as i64;
-        Decimal { negative, digits: trimmed.to_owned(), exponent }
+    /// Builds a decimal from raw digits, removing leading zeros and moving trailing zeros into the
+    /// exponent. The digits are trimmed in place, so the decimal takes over their buffer.
+    fn normalised(negative: bool, mut digits: String, exponent: i64) -> Decimal {
+        let leading = digits.len() - digits.trim_start_matches('0').len();
+        let trailing = digits.len() - leading - digits[leading..].trim_end_matches('0').len();
+        digits.truncate(digits.len() - trailing);
+        digits.drain(..leading);
+        Decimal { negative, digits, exponent: exponent + trailing as i64 }
     }
 
     /// Computes `self × 10^scale` as an `i64`, applying `rounding` to any remaining fraction.
@@ -353,6 +357,22 @@ fn digits_value(digits: &[u8]) -> u128 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn decimal_trims_leading_and_trailing_zeros() {
+        let decimal = |negative, digits: &str, exponent| Decimal { negative, digits: digits.to_owned(), exponent };
+        let cases = [
+            ("007.500", decimal(false, "75", -1)),
+            ("1200", decimal(false, "12", 2)),
+            ("-0.0305", decimal(true, "305", -4)),
+            ("0.000", decimal(false, "", -3)),
+            ("000", decimal(false, "", 0)),
+            ("5", decimal(false, "5", 0)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(Decimal::from_decimal_string(text), Some(expected), "{text}");
+        }
+    }
 
     #[test]
     fn revenue_text_matches_string_value() {

@@ -15,7 +15,8 @@
 //! `http_server` source answers a request once its events are final.
 //!
 //! The transform turns each `track` message into a complete Event API request body with one visitor
-//! ([`event::Conversion`]). The Event API sink merges bodies with equal top-level fields into one
+//! ([`event::Conversion`]), and in a pipeline sends it on with the visitor already written as JSON
+//! ([`event::EncodedConversion`], which `decode` turns back into its fields). The Event API sink merges bodies with equal top-level fields into one
 //! request, retries what can be retried, splits what the API rejects, and sends what cannot be
 //! delivered to its dead-letter output with the reason. Nothing is dropped unseen.
 //!

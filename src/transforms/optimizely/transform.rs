@@ -84,7 +84,7 @@ struct MappedChunk {
 
 /// The three outputs of the transform.
 pub struct TransformOutputs {
-    /// Conversions.
+    /// Conversions, as [`Payload::EncodedConversion`].
     pub conversions: Output,
     /// Dead-letter records.
     pub dropped: Output,

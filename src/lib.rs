@@ -16,9 +16,10 @@
 //!
 //! The transform turns each `track` message into a complete Event API request body with one visitor
 //! ([`event::Conversion`]), and in a pipeline sends it on with the visitor already written as JSON
-//! ([`event::EncodedConversion`], which `decode` turns back into its fields). The Event API sink merges bodies with equal top-level fields into one
-//! request, retries what can be retried, splits what the API rejects, and sends what cannot be
-//! delivered to its dead-letter output with the reason. Nothing is dropped unseen.
+//! ([`event::EncodedConversion`], which `decode` turns back into its fields). The Event API sink
+//! merges bodies with equal top-level fields into one request, retries what can be retried, splits
+//! what the API rejects, and sends what cannot be delivered to its dead-letter output with the
+//! reason. Nothing is dropped unseen.
 //!
 //! [`config::Config`] loads a TOML configuration and [`topology::build`] turns it into a runnable
 //! [`topology::Topology`]; cancelling the token given to [`topology::Topology::run`] shuts it down in

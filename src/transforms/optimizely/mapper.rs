@@ -10,7 +10,7 @@ use super::config::{MappingConfig, NestedTags, OptimizelyTransformConfig, Unknow
 use super::datafile::Datafile;
 use super::excerpt::excerpt;
 use super::fields;
-use super::message_uuid::conversion_uuid_or_else;
+use super::message_uuid::conversion_uuid_borrowed;
 use super::number::{json_kind, parse_numeric_value, parse_revenue, parse_revenue_text, RevenueUnit};
 use super::path::PathList;
 use super::timestamp::{parse_timestamp, parse_timestamp_text, TimestampUnit};
@@ -225,14 +225,7 @@ impl Mapper {
             }
         };
 
-        let uuid = match first_value(message, &mapping.uuid) {
-            // The common case, without the `Value` that `conversion_uuid_or_else` takes.
-            Some(BorrowedValue::String(text)) => (*text).to_owned(),
-            message_id => {
-                let message_id = message_id.map(BorrowedValue::to_value);
-                conversion_uuid_or_else(message_id.as_ref(), || message.to_value())
-            }
-        };
+        let uuid = conversion_uuid_borrowed(first_value(message, &mapping.uuid), || message.to_value());
         if let Some(rejection) = self.check_id_length("message id", &mapping.uuid, &uuid) {
             return rejection;
         }

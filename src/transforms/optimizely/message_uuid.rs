@@ -7,6 +7,8 @@
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::borrowed::BorrowedValue;
+
 /// Encodes `value` as canonical JSON: object keys sorted at every depth, no whitespace.
 ///
 /// Keys are sorted by the bytes of their UTF-8 encoding, which is Unicode code point order. This
@@ -34,6 +36,17 @@ pub fn conversion_uuid_or_else(message_id: Option<&Value>, message: impl FnOnce(
     match message_id {
         Some(Value::String(text)) if !text.is_empty() => text.clone(),
         Some(Value::Number(number)) => number.to_string(),
+        _ => fallback_uuid(&message()),
+    }
+}
+
+/// Returns the conversion uuid as [`conversion_uuid_or_else`] does, from a message id in a borrowed
+/// message, without building a `Value` of it.
+pub(crate) fn conversion_uuid_borrowed(message_id: Option<&BorrowedValue>, message: impl FnOnce() -> Value) -> String {
+    match message_id {
+        Some(BorrowedValue::String(text)) if !text.is_empty() => (*text).to_owned(),
+        // A borrowed number keeps the text that serde_json's `Number` displays.
+        Some(BorrowedValue::Number(text)) => (*text).to_owned(),
         _ => fallback_uuid(&message()),
     }
 }
@@ -171,18 +184,29 @@ mod tests {
             ("-7", "-7"),
         ];
         for (message_id, expected) in cases {
-            let message_id = parse(message_id);
-            assert_eq!(conversion_uuid(Some(&message_id), &message), expected, "messageId {message_id}");
+            let parsed = parse(message_id);
+            assert_eq!(conversion_uuid(Some(&parsed), &message), expected, "messageId {message_id}");
+            assert_eq!(borrowed_uuid(message_id, &message), expected, "borrowed messageId {message_id}");
         }
+    }
+
+    /// Returns the uuid of `conversion_uuid_borrowed` for the message id JSON text `message_id`.
+    fn borrowed_uuid(message_id: &str, message: &Value) -> String {
+        let arena = bumpalo::Bump::new();
+        let parsed = parse(message_id);
+        let borrowed = BorrowedValue::from_value(&parsed, &arena);
+        conversion_uuid_borrowed(Some(&borrowed), || message.clone())
     }
 
     #[test]
     fn conversion_uuid_falls_back_when_unusable() {
         let message = parse(MESSAGE);
         assert_eq!(conversion_uuid(None, &message), CANONICAL_UUID, "missing messageId");
+        assert_eq!(conversion_uuid_borrowed(None, || message.clone()), CANONICAL_UUID, "borrowed, missing messageId");
         for message_id in [r#""""#, "null", "true", "[]", r#"{"id": "x"}"#] {
-            let message_id = parse(message_id);
-            assert_eq!(conversion_uuid(Some(&message_id), &message), CANONICAL_UUID, "messageId {message_id}");
+            let parsed = parse(message_id);
+            assert_eq!(conversion_uuid(Some(&parsed), &message), CANONICAL_UUID, "messageId {message_id}");
+            assert_eq!(borrowed_uuid(message_id, &message), CANONICAL_UUID, "borrowed messageId {message_id}");
         }
     }
 

@@ -98,7 +98,10 @@ impl<'a> BorrowedValue<'a> {
         buffer.arena.reset();
         let ParseBuffer { tree, arena } = buffer;
         let arena: &'a Bump = arena;
-        let openings = memchr::memchr2_iter(b'{', b'[', text).take(max_openings + 1).count();
+        // Two SIMD counts over the text. memchr2's iterator stopped at each bracket, about twelve
+        // times per message of the benchmark, and took 2.2% of the relay's CPU samples end to end
+        // (`perf record`).
+        let openings = bytecount::count(text, b'{') + bytecount::count(text, b'[');
         if openings <= max_openings {
             // sonic-rs checks that the text is UTF-8 while it parses, and rejects text that is not,
             // which serde_json then parses to its own error.

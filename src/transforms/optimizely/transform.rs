@@ -346,7 +346,7 @@ impl OptimizelyTransform {
             }
             MapOutcome::Skipped(reason) => {
                 if let SkipReason::UnknownEventKey(key) = &reason {
-                    if let Some(count) = check_limit(limiter, &format!("skip:{key}")) {
+                    if let Some(count) = check_limit_in_group(limiter, "skip", &format!("skip:{key}")) {
                         tracing::info!(component_id = %self.id, event_key = %key, count, "skipped messages with an event key not in the datafile");
                     }
                 }
@@ -382,12 +382,14 @@ impl OptimizelyTransform {
         limiter: &Mutex<LogLimiter>,
     ) -> Event {
         // Unknown event keys are limited per key, so that a key that vanished in a datafile update is
-        // reported on its own; other reasons are limited per reason.
-        let limit_key = match rejection.reason {
-            "unknown_event_key" => format!("{}:{}", rejection.reason, rejection.message),
-            reason => reason.to_owned(),
+        // reported on its own, up to a few keys per interval; other reasons are limited per reason.
+        let due = match rejection.reason {
+            "unknown_event_key" => {
+                check_limit_in_group(limiter, rejection.reason, &format!("{}:{}", rejection.reason, rejection.message))
+            }
+            reason => check_limit(limiter, reason),
         };
-        if let Some(count) = check_limit(limiter, &limit_key) {
+        if let Some(count) = due {
             tracing::warn!(component_id = %self.id, reason = rejection.reason, count, example = %rejection.message, "dead-lettered messages");
         }
         finalizer.update_with_reason(EventStatus::DeadLettered, rejection.reason);
@@ -405,6 +407,11 @@ impl OptimizelyTransform {
 /// Records one occurrence of `key` in the limiter shared by the tasks that map chunks.
 fn check_limit(limiter: &Mutex<LogLimiter>, key: &str) -> Option<u64> {
     limiter.lock().unwrap_or_else(PoisonError::into_inner).check(key)
+}
+
+/// Records one occurrence of `key`, of `group`, in the limiter shared by the tasks that map chunks.
+fn check_limit_in_group(limiter: &Mutex<LogLimiter>, group: &str, key: &str) -> Option<u64> {
+    limiter.lock().unwrap_or_else(PoisonError::into_inner).check_in_group(group, key)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::ack::{EventFinalizer, EventStatus};
 
-mod json;
+pub(crate) mod json;
 
 /// One event in the pipeline: its payload and the acknowledgement reference of the source event it came
 /// from.
@@ -191,6 +191,11 @@ impl EncodedConversion {
         let mut visitor_json = Vec::new();
         conversion.visitor.write_json(&mut visitor_json);
         EncodedConversion { batch_key: conversion.batch_key.clone(), visitor_json: visitor_json.into() }
+    }
+
+    /// Wraps a visitor entry that was written as [`Visitor::write_json`] writes it.
+    pub(crate) fn from_visitor_json(batch_key: Arc<BatchKey>, visitor_json: Vec<u8>) -> EncodedConversion {
+        EncodedConversion { batch_key, visitor_json: visitor_json.into() }
     }
 
     /// Returns the visitor entry as compact JSON.

@@ -33,11 +33,11 @@ pub(super) fn write_visitor(visitor: &Visitor, output: &mut Vec<u8>) {
     // One reservation instead of the doublings of an empty vector: the benchmark's visitors are
     // about 1.5 KB long, and each doubling copied what was written so far.
     output.reserve(estimated_visitor_len(visitor));
-    output.extend_from_slice(b"{\"visitor_id\":");
-    write_string(output, &visitor.visitor_id);
-    output.extend_from_slice(b",\"attributes\":");
-    write_array(output, &visitor.attributes, write_attribute);
-    output.extend_from_slice(b",\"snapshots\":");
+    write_visitor_start(output, &visitor.visitor_id);
+    for attribute in &visitor.attributes {
+        write_attribute(attribute, output);
+    }
+    output.extend_from_slice(b"],\"snapshots\":");
     write_array(output, &visitor.snapshots, write_snapshot);
     output.push(b'}');
 }
@@ -69,18 +69,83 @@ fn write_array<T>(output: &mut Vec<u8>, items: &[T], write_item: fn(&T, &mut Vec
 }
 
 fn write_attribute(attribute: &VisitorAttribute, output: &mut Vec<u8>) {
+    let value = match &attribute.value {
+        serde_json::Value::String(text) => AttributeValue::String(text),
+        other => AttributeValue::Json(other),
+    };
+    write_attribute_entry(output, &attribute.entity_id, &attribute.key, &attribute.kind, value);
+}
+
+/// The value of a visitor attribute.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AttributeValue<'a> {
+    /// A string.
+    String(&'a str),
+    /// A boolean.
+    Bool(bool),
+    /// A number, as JSON text.
+    Number(&'a str),
+    /// Any JSON value, written with serde_json.
+    Json(&'a serde_json::Value),
+}
+
+impl AttributeValue<'_> {
+    /// Builds the `serde_json::Value` that is written for this value.
+    pub(crate) fn to_value(self) -> serde_json::Value {
+        match self {
+            AttributeValue::String(text) => serde_json::Value::String(text.to_owned()),
+            AttributeValue::Bool(boolean) => serde_json::Value::Bool(boolean),
+            // The text is a JSON number, so it parses. A text that did not would stay a string.
+            AttributeValue::Number(text) => match text.parse::<serde_json::Number>() {
+                Ok(number) => serde_json::Value::Number(number),
+                Err(_) => serde_json::Value::String(text.to_owned()),
+            },
+            AttributeValue::Json(value) => value.clone(),
+        }
+    }
+}
+
+/// Writes one attribute entry, after a comma unless it is the first element of its array.
+pub(crate) fn write_attribute_entry(
+    output: &mut Vec<u8>,
+    entity_id: &str,
+    key: &str,
+    kind: &str,
+    value: AttributeValue,
+) {
+    if output.last() != Some(&b'[') {
+        output.push(b',');
+    }
     output.extend_from_slice(b"{\"entity_id\":");
-    write_string(output, &attribute.entity_id);
+    write_string(output, entity_id);
     output.extend_from_slice(b",\"key\":");
-    write_string(output, &attribute.key);
+    write_string(output, key);
     output.extend_from_slice(b",\"type\":");
-    write_string(output, &attribute.kind);
+    write_string(output, kind);
     output.extend_from_slice(b",\"value\":");
-    match &attribute.value {
-        serde_json::Value::String(text) => write_string(output, text),
-        other => write_value(output, other),
+    match value {
+        AttributeValue::String(text) => write_string(output, text),
+        AttributeValue::Bool(boolean) => output.extend_from_slice(if boolean { b"true" } else { b"false" }),
+        // serde_json with `arbitrary_precision` writes a number as its text.
+        AttributeValue::Number(text) => output.extend_from_slice(text.as_bytes()),
+        AttributeValue::Json(other) => write_value(output, other),
     }
     output.push(b'}');
+}
+
+/// Writes the start of a visitor entry: its id and the opening of its attributes.
+pub(crate) fn write_visitor_start(output: &mut Vec<u8>, visitor_id: &str) {
+    output.extend_from_slice(b"{\"visitor_id\":");
+    write_string(output, visitor_id);
+    output.extend_from_slice(b",\"attributes\":[");
+}
+
+/// Writes the end of a visitor entry that [`write_visitor_start`] began: one snapshot with no
+/// decisions and the one event `event`.
+pub(crate) fn write_visitor_end(output: &mut Vec<u8>, event: &SnapshotEvent) {
+    output.extend_from_slice(b"],\"snapshots\":[{\"decisions\":[],\"events\":[");
+    write_event(event, output);
+    output.extend_from_slice(b"]}]}");
 }
 
 fn write_snapshot(snapshot: &Snapshot, output: &mut Vec<u8>) {

@@ -60,19 +60,22 @@ pub struct BorrowedObject<'a> {
     members: &'a [(&'a str, BorrowedValue<'a>)],
 }
 
-/// The maximum count of `{` and `[` bytes, in strings or not, in a text that sonic-rs parses.
-///
-/// It bounds the nesting depth, for two reasons. serde_json rejects 128 levels and sonic-rs accepts
-/// 254, so serde_json parses a text that may nest deeper, and decides. And sonic-rs parses nested
-/// values recursively, with less than 1 KB of stack per level when optimized.
-const OPTIMIZED_MAX_TREE_OPENINGS: usize = 100;
+/// The deepest nesting that serde_json parses: it rejects 128 levels of arrays and objects. sonic-rs
+/// accepts up to 254, so a tree deeper than this goes to serde_json, which returns its error.
+const MAX_DEPTH: usize = 127;
 
-/// The bracket limit of this build.
+/// The maximum count of `{` and `[` bytes, in strings or not, in a text that sonic-rs parses, or
+/// `None` for no limit.
+///
+/// Optimized, sonic-rs parses nested values recursively with less than 1 KB of stack per level,
+/// so its own limit of 254 levels fits any thread's stack, and release builds count nothing.
+/// Counting the brackets of each message took 1.8% of the relay's CPU samples end to end
+/// (`perf record`).
 ///
 /// NOTE: unoptimized, sonic-rs takes about 75 KB of stack per level. This crate's own debug builds
 /// optimize it (`[profile.dev.package.sonic-rs]`), but a crate that embeds this one in a debug build
 /// may not, so debug builds send only text with at most 8 brackets to sonic-rs.
-const MAX_TREE_OPENINGS: usize = if cfg!(debug_assertions) { 8 } else { OPTIMIZED_MAX_TREE_OPENINGS };
+const MAX_TREE_OPENINGS: Option<usize> = if cfg!(debug_assertions) { Some(8) } else { None };
 
 /// The tree and the arena that a [`BorrowedValue`] from [`BorrowedValue::parse`] borrows from. One
 /// buffer serves many parses in turn: each parse empties the arena and keeps its memory.
@@ -89,26 +92,24 @@ impl<'a> BorrowedValue<'a> {
     }
 
     /// Parses JSON text as [`BorrowedValue::parse`] does, with sonic-rs for text that has at most
-    /// `max_openings` `{` and `[` bytes.
+    /// `max_openings` `{` and `[` bytes when that is set.
     fn parse_with_limit(
         text: &'a [u8],
         buffer: &'a mut ParseBuffer,
-        max_openings: usize,
+        max_openings: Option<usize>,
     ) -> Result<BorrowedValue<'a>, serde_json::Error> {
         buffer.arena.reset();
         let ParseBuffer { tree, arena } = buffer;
         let arena: &'a Bump = arena;
-        // Two SIMD counts over the text. memchr2's iterator stopped at each bracket, about twelve
-        // times per message of the benchmark, and took 2.2% of the relay's CPU samples end to end
-        // (`perf record`).
-        let openings = bytecount::count(text, b'{') + bytecount::count(text, b'[');
-        if openings <= max_openings {
+        let within_limit =
+            max_openings.is_none_or(|max| bytecount::count(text, b'{') + bytecount::count(text, b'[') <= max);
+        if within_limit {
             // sonic-rs checks that the text is UTF-8 while it parses, and rejects text that is not,
             // which serde_json then parses to its own error.
             if let Ok(parsed) = sonic_rs::from_slice::<sonic_rs::Value>(text) {
                 *tree = parsed;
                 let tree: &'a sonic_rs::Value = tree;
-                if let Some(value) = BorrowedValue::from_tree(tree, arena) {
+                if let Some(value) = BorrowedValue::from_tree(tree, arena, 0) {
                     return Ok(value);
                 }
             }
@@ -120,9 +121,10 @@ impl<'a> BorrowedValue<'a> {
         Ok(value)
     }
 
-    /// Borrows a sonic-rs tree, or returns `None` when it contains something serde_json reads
-    /// differently: a number it rejects, or its number key.
-    fn from_tree(value: &'a sonic_rs::Value, arena: &'a Bump) -> Option<BorrowedValue<'a>> {
+    /// Borrows a sonic-rs tree whose root is nested `depth` levels deep, or returns `None` when it
+    /// contains something serde_json reads differently: a number it rejects, its number key, or
+    /// nesting deeper than `MAX_DEPTH`.
+    fn from_tree(value: &'a sonic_rs::Value, arena: &'a Bump, depth: usize) -> Option<BorrowedValue<'a>> {
         use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
         Some(match value.get_type() {
             JsonType::Null => BorrowedValue::Null,
@@ -140,14 +142,20 @@ impl<'a> BorrowedValue<'a> {
             }
             JsonType::String => BorrowedValue::String(value.as_str()?),
             JsonType::Array => {
+                if depth == MAX_DEPTH {
+                    return None;
+                }
                 let array = value.as_array()?;
                 let mut items = ArenaVec::with_capacity_in(array.len(), arena);
                 for item in array.iter() {
-                    items.push(BorrowedValue::from_tree(item, arena)?);
+                    items.push(BorrowedValue::from_tree(item, arena, depth + 1)?);
                 }
                 BorrowedValue::Array(items.into_bump_slice())
             }
             JsonType::Object => {
+                if depth == MAX_DEPTH {
+                    return None;
+                }
                 let object = value.as_object()?;
                 let mut members = ArenaVec::with_capacity_in(object.len(), arena);
                 for (key, item) in object.iter() {
@@ -155,7 +163,7 @@ impl<'a> BorrowedValue<'a> {
                     if key == NUMBER_TOKEN {
                         return None;
                     }
-                    members.push((key, BorrowedValue::from_tree(item, arena)?));
+                    members.push((key, BorrowedValue::from_tree(item, arena, depth + 1)?));
                 }
                 BorrowedValue::Object(BorrowedObject::from_members(members, arena))
             }
@@ -422,14 +430,14 @@ impl<'a> Visitor<'a> for KeySeed<'a> {
 mod tests {
     use super::*;
 
-    /// Checks the parse against serde_json's, with this build's bracket limit and with the limit of
+    /// Checks the parse against serde_json's, with this build's bracket limit and with none, as in
     /// optimized builds.
     fn round_trip(text: &str) {
         round_trip_with_limit(text, MAX_TREE_OPENINGS);
-        round_trip_with_limit(text, OPTIMIZED_MAX_TREE_OPENINGS);
+        round_trip_with_limit(text, None);
     }
 
-    fn round_trip_with_limit(text: &str, max_openings: usize) {
+    fn round_trip_with_limit(text: &str, max_openings: Option<usize>) {
         let expected: Value = serde_json::from_str(text).expect("test input is JSON");
         let mut buffer = ParseBuffer::default();
         let borrowed = BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect("parses");
@@ -495,7 +503,7 @@ mod tests {
     }
 
     /// Returns whether sonic-rs parsed `text`: a buffer's tree stays `null` when serde_json parses.
-    fn parsed_by_sonic(text: &str, max_openings: usize) -> bool {
+    fn parsed_by_sonic(text: &str, max_openings: Option<usize>) -> bool {
         let mut buffer = ParseBuffer::default();
         BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect("valid JSON");
         !sonic_rs::JsonValueTrait::is_null(&buffer.tree)
@@ -504,17 +512,17 @@ mod tests {
     #[test]
     fn bracket_limit_picks_parser() {
         let nested = |brackets: usize| format!("{}\"caf\\u00e9\"{}", "[".repeat(brackets), "]".repeat(brackets));
-        let limit = OPTIMIZED_MAX_TREE_OPENINGS;
-        assert!(parsed_by_sonic(&nested(limit), limit), "sonic-rs parses text at the limit");
-        assert!(!parsed_by_sonic(&nested(limit + 1), limit), "serde_json parses text past the limit");
-        round_trip(&nested(limit));
-        round_trip(&nested(limit + 1));
+        assert!(parsed_by_sonic(&nested(8), Some(8)), "sonic-rs parses text at the limit");
+        assert!(!parsed_by_sonic(&nested(9), Some(8)), "serde_json parses text past the limit");
+        assert!(parsed_by_sonic(&nested(MAX_DEPTH), None), "sonic-rs parses the deepest text with no limit");
+        round_trip(&nested(9));
+        round_trip(&nested(MAX_DEPTH));
     }
 
     #[test]
     fn escaped_strings_read_from_the_tree() {
         let text = r#"{"escaped":"caf\u00e9","raw":"café","n":1E3}"#;
-        assert!(parsed_by_sonic(text, OPTIMIZED_MAX_TREE_OPENINGS));
+        assert!(parsed_by_sonic(text, None));
         let mut buffer = ParseBuffer::default();
         let borrowed = BorrowedValue::parse(text.as_bytes(), &mut buffer).unwrap();
         let object = borrowed.as_object().unwrap();
@@ -542,11 +550,11 @@ mod tests {
         for levels in [128, 129, 5000] {
             let text = nested(levels);
             let expected = serde_json::from_str::<Value>(&text).expect_err("too deep").to_string();
-            for max_openings in [MAX_TREE_OPENINGS, OPTIMIZED_MAX_TREE_OPENINGS] {
+            for max_openings in [MAX_TREE_OPENINGS, None] {
                 let mut buffer = ParseBuffer::default();
                 let error =
                     BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect_err("too deep");
-                assert_eq!(error.to_string(), expected, "{levels} levels, limit {max_openings}");
+                assert_eq!(error.to_string(), expected, "{levels} levels, limit {max_openings:?}");
             }
         }
     }
@@ -589,7 +597,7 @@ mod tests {
         let cases: [&[u8]; 4] = [b"{\"a\":\"\xff\"}", b"{\"\xc3\":1}", b"{\"a\":\"caf\xc3\"}", b"{\"a\":1}\xff"];
         for text in cases {
             let expected = serde_json::from_slice::<Value>(text).expect_err("invalid UTF-8").to_string();
-            for max_openings in [MAX_TREE_OPENINGS, OPTIMIZED_MAX_TREE_OPENINGS] {
+            for max_openings in [MAX_TREE_OPENINGS, None] {
                 let mut buffer = ParseBuffer::default();
                 let error =
                     BorrowedValue::parse_with_limit(text, &mut buffer, max_openings).expect_err("invalid UTF-8");

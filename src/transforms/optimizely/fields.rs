@@ -9,6 +9,7 @@ use super::config::MappingConfig;
 use super::datafile::Datafile;
 use super::mapper::{first_value, MapWarnings};
 use super::path::PathList;
+use crate::event::json::AttributeValue;
 use crate::event::VisitorAttribute;
 
 /// The attribute that carries the user agent, used by Optimizely's bot filtering.
@@ -54,19 +55,19 @@ fn integer_text(text: &str) -> Option<&str> {
     is_integer.then_some(text)
 }
 
-/// Builds the visitor attributes: the traits known to the datafile or starting with `$opt_`, in trait
-/// order, then the user agent, then bot filtering. Only the first `max_properties` traits are read.
-pub(crate) fn attributes(
-    message: &BorrowedValue,
+/// Reads the visitor attributes and passes each to `add` as its entity id, key and value: the
+/// traits known to the datafile or starting with `$opt_`, in trait order, then the user agent, then
+/// bot filtering. Only the first `max_properties` traits are read.
+pub(crate) fn attributes<'a>(
+    message: &BorrowedValue<'a>,
     mapping: &MappingConfig,
-    datafile: &Datafile,
+    datafile: &'a Datafile,
     max_properties: usize,
     warnings: &mut MapWarnings,
-) -> Vec<VisitorAttribute> {
+    mut add: impl FnMut(&'a str, &'a str, AttributeValue<'a>),
+) {
     let user_agent = first_value(message, &mapping.user_agent).and_then(BorrowedValue::as_str);
     let traits = first_value(message, &mapping.attributes).and_then(BorrowedValue::as_object);
-    // Room for every trait, the user agent and bot filtering, so the vector is allocated once.
-    let mut attributes = Vec::with_capacity(traits.map_or(0, |traits| traits.len().min(max_properties)) + 2);
 
     if let Some(traits) = traits {
         warnings.excess_properties += traits.len().saturating_sub(max_properties) as u32;
@@ -85,41 +86,56 @@ pub(crate) fn attributes(
                     continue;
                 }
             };
-            if !is_valid_attribute_value(value) {
-                warnings.removed_attributes += 1;
-                continue;
+            match attribute_value(value) {
+                Some(value) => add(entity_id, key, value),
+                None => warnings.removed_attributes += 1,
             }
-            attributes.push(custom_attribute(entity_id, key, value.to_value()));
         }
     }
 
     if let Some(user_agent) = user_agent {
-        attributes.push(custom_attribute(
-            USER_AGENT_ATTRIBUTE,
-            USER_AGENT_ATTRIBUTE,
-            Value::String(user_agent.to_owned()),
-        ));
+        add(USER_AGENT_ATTRIBUTE, USER_AGENT_ATTRIBUTE, AttributeValue::String(user_agent));
     }
     if let Some(bot_filtering) = datafile.bot_filtering {
-        attributes.push(custom_attribute(BOT_FILTERING_ATTRIBUTE, BOT_FILTERING_ATTRIBUTE, Value::Bool(bot_filtering)));
+        add(BOT_FILTERING_ATTRIBUTE, BOT_FILTERING_ATTRIBUTE, AttributeValue::Bool(bot_filtering));
     }
-    attributes
+}
+
+/// Builds the visitor attributes that [`attributes`] reads.
+pub(crate) fn attribute_list(
+    message: &BorrowedValue,
+    mapping: &MappingConfig,
+    datafile: &Datafile,
+    max_properties: usize,
+    warnings: &mut MapWarnings,
+) -> Vec<VisitorAttribute> {
+    let mut list = Vec::new();
+    attributes(message, mapping, datafile, max_properties, warnings, |entity_id, key, value| {
+        list.push(custom_attribute(entity_id, key, value.to_value()))
+    });
+    list
 }
 
 fn custom_attribute(entity_id: &str, key: &str, value: Value) -> VisitorAttribute {
     VisitorAttribute { entity_id: entity_id.to_owned(), key: key.to_owned(), kind: Cow::Borrowed("custom"), value }
 }
 
-/// Returns whether the Event API accepts `value` as an attribute value: a string, a boolean, or a
+/// Returns `value` when the Event API accepts it as an attribute value: a string, a boolean, or a
 /// finite number whose magnitude is at most 2^53.
-fn is_valid_attribute_value(value: &BorrowedValue) -> bool {
-    match value {
-        BorrowedValue::String(_) | BorrowedValue::Bool(_) => true,
-        BorrowedValue::Number(number) => match integer_text(number) {
-            // Integers are compared exactly: 2^53 + 1 rounds to 2^53 as a double.
-            Some(text) => text.parse::<i128>().is_ok_and(|integer| integer.unsigned_abs() <= MAX_EXACT_INTEGER as u128),
-            None => number.parse::<f64>().is_ok_and(|float| float.is_finite() && float.abs() <= MAX_EXACT_INTEGER),
-        },
-        _ => false,
+fn attribute_value<'a>(value: &BorrowedValue<'a>) -> Option<AttributeValue<'a>> {
+    match *value {
+        BorrowedValue::String(text) => Some(AttributeValue::String(text)),
+        BorrowedValue::Bool(boolean) => Some(AttributeValue::Bool(boolean)),
+        BorrowedValue::Number(number) => {
+            let valid = match integer_text(number) {
+                // Integers are compared exactly: 2^53 + 1 rounds to 2^53 as a double.
+                Some(text) => {
+                    text.parse::<i128>().is_ok_and(|integer| integer.unsigned_abs() <= MAX_EXACT_INTEGER as u128)
+                }
+                None => number.parse::<f64>().is_ok_and(|float| float.is_finite() && float.abs() <= MAX_EXACT_INTEGER),
+            };
+            valid.then_some(AttributeValue::Number(number))
+        }
+        _ => None,
     }
 }

@@ -570,3 +570,57 @@ fn traits_past_max_properties_left_out() {
     assert_eq!(keys, ["$opt_a", "$opt_b", "$opt_bot_filtering"]);
     assert_eq!(warnings.excess_properties, 1);
 }
+
+#[test]
+fn encoded_conversion_matches_structured() {
+    let messages = [
+        track(|message| {
+            message["properties"] = json!({"revenue": 4200, "value": 2.5, "category": "shoes", "n": 1E3, "z": -0});
+            message["context"] = json!({"traits": {"house": "Huffle\"puff\n"}, "userAgent": "Mozilla/5.0"});
+        }),
+        track(|message| {
+            message["context"]["traits"] = json!({
+                "$opt_test": "datafile wins",
+                "integerKey": 7,
+                "doubleKey": 1.5e2,
+                "booleanKey": false,
+                "email": "left out",
+                "house": null,
+                "$opt_custom": "kept"
+            });
+            message["properties"] = json!({"nested": {"a": [1]}, "text": "caf\u{e9} \u{1}", "flag": true});
+        }),
+        track(|message| {
+            message["context"] = json!({
+                "traits": {"$opt_user_agent": "from traits", "$opt_bot_filtering": false},
+                "userAgent": "from context"
+            });
+        }),
+        track(|message| message["context"] = json!({"traits": {"$opt_user_agent": "from traits"}})),
+        track(|message| message["userId"] = json!("")),
+        json!({"type": "identify", "userId": "user-1"}),
+        json!({"type": "delete", "userId": "user-1"}),
+        json!([1, 2]),
+    ];
+    for mapper in [java_v4(), mapper_with(|settings| settings.nested_tags = NestedTags::JsonString)] {
+        for message in &messages {
+            let arena = bumpalo::Bump::new();
+            let borrowed = super::borrowed::BorrowedValue::from_value(message, &arena);
+            let structured = mapper.map(message);
+            match (mapper.map_borrowed_encoded(&borrowed), structured) {
+                (Ok((encoded, warnings)), MapOutcome::Conversion(conversion, expected_warnings)) => {
+                    let expected = crate::event::EncodedConversion::new(&conversion);
+                    assert_eq!(
+                        String::from_utf8_lossy(encoded.visitor_json()),
+                        String::from_utf8_lossy(expected.visitor_json()),
+                        "{message}"
+                    );
+                    assert_eq!(encoded, expected, "{message}");
+                    assert_eq!(warnings, expected_warnings, "{message}");
+                }
+                (Err(outcome), expected) => assert_eq!(outcome, expected, "{message}"),
+                (Ok(_), expected) => panic!("encoded a conversion where the mapping gave {expected:?}: {message}"),
+            }
+        }
+    }
+}

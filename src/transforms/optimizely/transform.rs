@@ -284,10 +284,10 @@ impl OptimizelyTransform {
                 self.route_outcome(outcome, || message, routed);
             }
             Payload::RawMessage(text) => match BorrowedValue::parse(&text, buffer) {
-                Ok(message) => {
-                    let outcome = mapper.map_borrowed(&message);
-                    self.route_outcome(outcome, || message.to_value(), routed);
-                }
+                Ok(message) => match mapper.map_borrowed_encoded(&message) {
+                    Ok((conversion, warnings)) => self.route_conversion(conversion, &warnings, routed),
+                    Err(outcome) => self.route_outcome(outcome, || message.to_value(), routed),
+                },
                 Err(_) => {
                     let event = Event {
                         payload: decode::parse_raw_message(&text),
@@ -324,23 +324,30 @@ impl OptimizelyTransform {
         }
     }
 
+    /// Sends a conversion to the conversions output, counting the fields its mapping removed.
+    fn route_conversion(&self, conversion: EncodedConversion, warnings: &MapWarnings, routed: Routed<'_>) {
+        let Routed { finalizer, origin, mapped, limiter } = routed;
+        self.warnings.add(warnings);
+        self.count_removed_fields(warnings);
+        if warnings.excess_properties > 0 {
+            if let Some(count) = check_limit(limiter, "excess_properties") {
+                tracing::warn!(component_id = %self.id, count, max_properties = self.settings.max_properties, "left out the tags and traits past max_properties of messages with more keys");
+            }
+        }
+        let payload = Payload::EncodedConversion(conversion);
+        mapped.conversions.push(Event { payload, finalizer, origin });
+    }
+
     /// Sends the outcome of mapping one message to its output. `original` builds the message for a
     /// dead-letter record.
     fn route_outcome(&self, outcome: MapOutcome, original: impl FnOnce() -> Value, routed: Routed<'_>) {
+        if let MapOutcome::Conversion(conversion, warnings) = &outcome {
+            // Encoded here, on the thread that mapped it: see `EncodedConversion`.
+            return self.route_conversion(EncodedConversion::new(conversion), warnings, routed);
+        }
         let Routed { finalizer, origin, mapped, limiter } = routed;
         match outcome {
-            MapOutcome::Conversion(conversion, warnings) => {
-                self.warnings.add(&warnings);
-                self.count_removed_fields(&warnings);
-                if warnings.excess_properties > 0 {
-                    if let Some(count) = check_limit(limiter, "excess_properties") {
-                        tracing::warn!(component_id = %self.id, count, max_properties = self.settings.max_properties, "left out the tags and traits past max_properties of messages with more keys");
-                    }
-                }
-                // Encoded here, on the thread that mapped it: see `EncodedConversion`.
-                let payload = Payload::EncodedConversion(EncodedConversion::new(&conversion));
-                mapped.conversions.push(Event { payload, finalizer, origin });
-            }
+            MapOutcome::Conversion(..) => {}
             MapOutcome::Deletion(deletion) => {
                 mapped.deletions.push(Event { payload: Payload::Deletion(deletion), finalizer, origin })
             }
@@ -382,7 +389,7 @@ impl OptimizelyTransform {
         limiter: &Mutex<LogLimiter>,
     ) -> Event {
         // Unknown event keys are limited per key, so that a key that vanished in a datafile update is
-        // reported on its own, up to a few keys per interval; other reasons are limited per reason.
+        // reported on its own, up to a few keys per interval. Other reasons are limited per reason.
         let due = match rejection.reason {
             "unknown_event_key" => {
                 check_limit_in_group(limiter, rejection.reason, &format!("{}:{}", rejection.reason, rejection.message))

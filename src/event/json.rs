@@ -116,6 +116,29 @@ pub(crate) fn write_attribute_entry(
     if output.last() != Some(&b'[') {
         output.push(b',');
     }
+    write_attribute_prefix(output, entity_id, key, kind);
+    write_attribute_value(output, value);
+}
+
+/// Returns the text that starts an attribute entry, up to its value, for
+/// [`write_attribute_with_prefix`].
+pub(crate) fn attribute_prefix(entity_id: &str, key: &str, kind: &str) -> Vec<u8> {
+    let mut prefix = Vec::new();
+    write_attribute_prefix(&mut prefix, entity_id, key, kind);
+    prefix
+}
+
+/// Writes one attribute entry as [`write_attribute_entry`] does, with the start of the entry
+/// written before by [`attribute_prefix`].
+pub(crate) fn write_attribute_with_prefix(output: &mut Vec<u8>, prefix: &[u8], value: AttributeValue) {
+    if output.last() != Some(&b'[') {
+        output.push(b',');
+    }
+    output.extend_from_slice(prefix);
+    write_attribute_value(output, value);
+}
+
+fn write_attribute_prefix(output: &mut Vec<u8>, entity_id: &str, key: &str, kind: &str) {
     output.extend_from_slice(b"{\"entity_id\":");
     write_string(output, entity_id);
     output.extend_from_slice(b",\"key\":");
@@ -123,6 +146,10 @@ pub(crate) fn write_attribute_entry(
     output.extend_from_slice(b",\"type\":");
     write_string(output, kind);
     output.extend_from_slice(b",\"value\":");
+}
+
+/// Writes the value of an attribute entry and closes the entry.
+fn write_attribute_value(output: &mut Vec<u8>, value: AttributeValue) {
     match value {
         AttributeValue::String(text) => write_string(output, text),
         AttributeValue::Bool(boolean) => output.extend_from_slice(if boolean { b"true" } else { b"false" }),

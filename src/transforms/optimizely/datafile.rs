@@ -295,6 +295,11 @@ impl Datafile {
         self.attribute_ids.get(key).map(String::as_str)
     }
 
+    /// Returns the attributes as key and id, in no particular order.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attribute_ids.iter().map(|(key, id)| (key.as_str(), id.as_str()))
+    }
+
     /// Returns the event keys in no particular order, such as for suggesting a key close to an unknown
     /// one.
     pub fn event_keys(&self) -> impl Iterator<Item = &str> {

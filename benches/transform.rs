@@ -4,7 +4,8 @@
 //!
 //! The `borrowed_*` and `write_visitor` benchmarks measure the path of messages that sources pass
 //! on as text (`stdin`, `file`): the sonic-rs parse into a `BorrowedValue` with one `ParseBuffer`,
-//! the mapping, and the body writer. The others measure the `serde_json::Value` path of library
+//! the mapping, and the body writer. `borrowed_parse_map_encoded` is the transform's own path: the
+//! parse, then the mapping that writes the visitor entry as it goes. The others measure the `serde_json::Value` path of library
 //! callers and serde's derived encoding.
 
 mod workload;
@@ -160,6 +161,16 @@ fn borrowed_stages(criterion: &mut Criterion) {
                         conversion.visitor.write_json(&mut output);
                         criterion::black_box(output);
                     }
+                }
+            }
+        })
+    });
+    group.bench_function("borrowed_parse_map_encoded", |bencher| {
+        let mut buffer = ParseBuffer::default();
+        bencher.iter(|| {
+            for line in &lines {
+                if let Ok(message) = BorrowedValue::parse(line, &mut buffer) {
+                    criterion::black_box(mapper.map_borrowed_encoded(&message, line.len()).is_ok());
                 }
             }
         })

@@ -352,42 +352,59 @@ impl<'de> Deserialize<'de> for Tags {
 
 /// Writes the JSON text of [`Tags`] one member at a time, escaped as serde_json escapes it.
 pub(crate) struct TagsBuilder {
-    text: String,
+    text: Vec<u8>,
+    /// The offset of the object in `text`.
+    start: usize,
 }
 
 impl TagsBuilder {
-    /// Starts an empty object with room for about `members` short members.
-    pub(crate) fn with_capacity(members: usize) -> TagsBuilder {
-        let mut text = String::with_capacity(2 + members * 32);
-        text.push('{');
-        TagsBuilder { text }
+    /// Starts an empty object with room for `bytes` bytes.
+    pub(crate) fn with_capacity(bytes: usize) -> TagsBuilder {
+        TagsBuilder::in_buffer(Vec::with_capacity(bytes))
+    }
+
+    /// Starts an empty object at the end of `buffer`, such as a visitor entry being written.
+    pub(crate) fn in_buffer(mut buffer: Vec<u8>) -> TagsBuilder {
+        let start = buffer.len();
+        buffer.push(b'{');
+        TagsBuilder { text: buffer, start }
     }
 
     /// Adds a member with a string value. The caller adds each key once: a repeated key would be
     /// written twice.
     pub(crate) fn add_string(&mut self, key: &str, value: &str) {
         self.add_key(key);
-        json::push_string(&mut self.text, value);
+        json::write_string(&mut self.text, value);
     }
 
     /// Adds a member whose value is JSON text, such as a number's text, written as it is.
     pub(crate) fn add_raw(&mut self, key: &str, json_text: &str) {
         self.add_key(key);
-        self.text.push_str(json_text);
+        self.text.extend_from_slice(json_text.as_bytes());
     }
 
     fn add_key(&mut self, key: &str) {
-        if self.text.len() > 1 {
-            self.text.push(',');
+        if self.text.len() > self.start + 1 {
+            self.text.push(b',');
         }
-        json::push_string(&mut self.text, key);
-        self.text.push(':');
+        json::write_string(&mut self.text, key);
+        self.text.push(b':');
     }
 
-    /// Closes the object.
-    pub(crate) fn finish(mut self) -> Tags {
-        self.text.push('}');
-        Tags { json: self.text }
+    /// Closes the object and returns the buffer it was written to.
+    pub(crate) fn finish_in_buffer(mut self) -> Vec<u8> {
+        self.text.push(b'}');
+        self.text
+    }
+
+    /// Closes the object of a builder from [`TagsBuilder::with_capacity`].
+    pub(crate) fn finish(self) -> Tags {
+        // Every piece written is a `str` or ASCII, so the text is UTF-8.
+        let json = match String::from_utf8(self.finish_in_buffer()) {
+            Ok(json) => json,
+            Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+        };
+        Tags { json }
     }
 }
 

@@ -167,12 +167,16 @@ pub(crate) fn write_visitor_start(output: &mut Vec<u8>, visitor_id: &str) {
     output.extend_from_slice(b",\"attributes\":[");
 }
 
-/// Writes the end of a visitor entry that [`write_visitor_start`] began: one snapshot with no
-/// decisions and the one event `event`.
-pub(crate) fn write_visitor_end(output: &mut Vec<u8>, event: &SnapshotEvent) {
+/// Writes the end of the attributes of a visitor entry that [`write_visitor_start`] began, and the
+/// start of its one snapshot, with no decisions, up to its one event.
+pub(crate) fn write_snapshot_start(output: &mut Vec<u8>) {
     output.extend_from_slice(b"],\"snapshots\":[{\"decisions\":[],\"events\":[");
-    write_event(event, output);
-    output.extend_from_slice(b"]}]}");
+}
+
+/// Closes the event that [`write_event_start`] began and its tags ended, and the visitor entry of
+/// [`write_snapshot_start`].
+pub(crate) fn write_visitor_end(output: &mut Vec<u8>) {
+    output.extend_from_slice(b"}]}]}");
 }
 
 fn write_snapshot(snapshot: &Snapshot, output: &mut Vec<u8>) {
@@ -184,25 +188,54 @@ fn write_snapshot(snapshot: &Snapshot, output: &mut Vec<u8>) {
 }
 
 fn write_event(event: &SnapshotEvent, output: &mut Vec<u8>) {
+    let fields = EventFields {
+        entity_id: &event.entity_id,
+        key: &event.key,
+        timestamp: event.timestamp,
+        uuid: &event.uuid,
+        revenue: event.revenue,
+        value: event.value.as_ref(),
+    };
+    write_event_start(output, &fields);
+    output.extend_from_slice(event.tags.as_json().as_bytes());
+    output.push(b'}');
+}
+
+/// The members of an event entry other than its tags.
+pub(crate) struct EventFields<'a> {
+    /// The event id from the datafile.
+    pub entity_id: &'a str,
+    /// The event key.
+    pub key: &'a str,
+    /// The time of the event, in milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The event's unique id.
+    pub uuid: &'a str,
+    /// The revenue in cents, when present.
+    pub revenue: Option<i64>,
+    /// The numeric value, when present.
+    pub value: Option<&'a serde_json::Number>,
+}
+
+/// Writes an event entry up to the value of its `tags` member.
+pub(crate) fn write_event_start(output: &mut Vec<u8>, event: &EventFields) {
     output.extend_from_slice(b"{\"entity_id\":");
-    write_string(output, &event.entity_id);
+    write_string(output, event.entity_id);
     output.extend_from_slice(b",\"key\":");
-    write_string(output, &event.key);
+    write_string(output, event.key);
     output.extend_from_slice(b",\"timestamp\":");
     write_value(output, &event.timestamp);
     output.extend_from_slice(b",\"uuid\":");
-    write_string(output, &event.uuid);
+    write_string(output, event.uuid);
     if let Some(revenue) = event.revenue {
         output.extend_from_slice(b",\"revenue\":");
         write_value(output, &revenue);
     }
-    if let Some(value) = &event.value {
+    if let Some(value) = event.value {
         output.extend_from_slice(b",\"value\":");
         write_value(output, value);
     }
     output.extend_from_slice(b",\"tags\":");
-    output.extend_from_slice(event.tags.as_json().as_bytes());
-    output.push(b'}');
 }
 
 /// Writes `text` as a JSON string, escaped as serde_json escapes it.
@@ -213,18 +246,6 @@ pub(super) fn write_string(output: &mut Vec<u8>, text: &str) {
         output.push(b'"');
         output.extend_from_slice(text.as_bytes());
         output.push(b'"');
-    }
-}
-
-/// Appends `text` as a JSON string to `output`, escaped as serde_json escapes it.
-pub(super) fn push_string(output: &mut String, text: &str) {
-    if needs_escape(text.as_bytes()) {
-        // serde_json returns errors only for map keys that are not strings, so a `str` always serializes.
-        output.push_str(&serde_json::to_string(text).unwrap_or_default());
-    } else {
-        output.push('"');
-        output.push_str(text);
-        output.push('"');
     }
 }
 
@@ -385,9 +406,6 @@ mod tests {
             let mut written = Vec::new();
             write_string(&mut written, text);
             assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(text).unwrap(), "{text:?}");
-            let mut pushed = String::new();
-            push_string(&mut pushed, text);
-            assert_eq!(pushed, serde_json::to_string(text).unwrap(), "pushed: {text:?}");
         }
     }
 }

@@ -607,7 +607,7 @@ fn encoded_conversion_matches_structured() {
             let arena = bumpalo::Bump::new();
             let borrowed = super::borrowed::BorrowedValue::from_value(message, &arena);
             let structured = mapper.map(message);
-            match (mapper.map_borrowed_encoded(&borrowed), structured) {
+            match (mapper.map_borrowed_encoded(&borrowed, 0), structured) {
                 (Ok((encoded, warnings)), MapOutcome::Conversion(conversion, expected_warnings)) => {
                     let expected = crate::event::EncodedConversion::new(&conversion);
                     assert_eq!(

@@ -284,7 +284,7 @@ impl OptimizelyTransform {
                 self.route_outcome(outcome, || message, routed);
             }
             Payload::RawMessage(text) => match BorrowedValue::parse(&text, buffer) {
-                Ok(message) => match mapper.map_borrowed_encoded(&message) {
+                Ok(message) => match mapper.map_borrowed_encoded(&message, text.len()) {
                     Ok((conversion, warnings)) => self.route_conversion(conversion, &warnings, routed),
                     Err(outcome) => self.route_outcome(outcome, || message.to_value(), routed),
                 },

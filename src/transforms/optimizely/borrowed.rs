@@ -104,8 +104,9 @@ impl<'a> BorrowedValue<'a> {
         buffer.arena.reset();
         let ParseBuffer { tree, arena } = buffer;
         let arena: &'a Bump = arena;
+        // Only debug builds set a limit, so the count stops at the first bracket past it.
         let within_limit =
-            max_openings.is_none_or(|max| bytecount::count(text, b'{') + bytecount::count(text, b'[') <= max);
+            max_openings.is_none_or(|max| memchr::memchr2_iter(b'{', b'[', text).nth(max).is_none());
         if within_limit {
             // sonic-rs checks that the text is UTF-8 while it parses, and rejects text that is not,
             // which serde_json then parses to its own error.

@@ -198,6 +198,11 @@ impl EncodedConversion {
         EncodedConversion { batch_key, visitor_json: visitor_json.into() }
     }
 
+    /// Replaces the visitor entry with one written as [`Visitor::write_json`] writes it.
+    pub(crate) fn set_visitor_json(&mut self, visitor_json: bytes::Bytes) {
+        self.visitor_json = visitor_json;
+    }
+
     /// Returns the visitor entry as compact JSON.
     pub fn visitor_json(&self) -> &bytes::Bytes {
         &self.visitor_json

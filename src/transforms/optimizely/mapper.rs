@@ -178,13 +178,28 @@ impl Mapper {
         message: &BorrowedValue,
         text_len: usize,
     ) -> Result<(EncodedConversion, MapWarnings), MapOutcome> {
+        let mut output = Vec::with_capacity(text_len + 512);
+        let warnings = self.encode_borrowed(message, &mut output)?;
+        Ok((EncodedConversion::from_visitor_json(self.batch_key.clone(), output), warnings))
+    }
+
+    /// Appends the visitor entry of a track message to `output`, as [`Mapper::map_borrowed_encoded`]
+    /// writes it, or returns the outcome of other messages and leaves `output` as it was. The entry
+    /// belongs in a request with the top-level fields of [`Mapper::batch_key`].
+    pub fn encode_borrowed(&self, message: &BorrowedValue, output: &mut Vec<u8>) -> Result<MapWarnings, MapOutcome> {
         match self.message_type(message) {
             Ok("track") => {
                 let track = self.track_fields(message)?;
-                Ok(self.encode_track(message, track, text_len + 512))
+                Ok(self.encode_track(message, track, output))
             }
             _ => Err(self.map_borrowed(message)),
         }
+    }
+
+    /// Returns the top-level fields and the endpoint of the requests that carry this mapper's
+    /// conversions.
+    pub fn batch_key(&self) -> &Arc<BatchKey> {
+        &self.batch_key
     }
 
     /// Returns the message type, or the outcome of a message without a usable one.
@@ -239,16 +254,10 @@ impl Mapper {
         MapOutcome::Conversion(Conversion { batch_key: self.batch_key.clone(), visitor }, warnings)
     }
 
-    /// Writes the visitor entry of a track message whose fields `track` holds.
-    fn encode_track(
-        &self,
-        message: &BorrowedValue,
-        track: TrackFields,
-        capacity: usize,
-    ) -> (EncodedConversion, MapWarnings) {
+    /// Appends the visitor entry of a track message, whose other fields are in `track`, to `output`.
+    fn encode_track(&self, message: &BorrowedValue, track: TrackFields, output: &mut Vec<u8>) -> MapWarnings {
         let mut warnings = track.warnings;
-        let mut output = Vec::with_capacity(capacity);
-        json::write_visitor_start(&mut output, &track.visitor_id);
+        json::write_visitor_start(output, &track.visitor_id);
 
         fields::attributes(
             message,
@@ -258,13 +267,13 @@ impl Mapper {
             &mut warnings,
             |id, key, value| match self.attribute_prefixes.get(key) {
                 Some((prefix_id, prefix)) if prefix_id == id => {
-                    json::write_attribute_with_prefix(&mut output, prefix, value)
+                    json::write_attribute_with_prefix(output, prefix, value)
                 }
-                _ => json::write_attribute_entry(&mut output, id, key, "custom", value),
+                _ => json::write_attribute_entry(output, id, key, "custom", value),
             },
         );
 
-        json::write_snapshot_start(&mut output);
+        json::write_snapshot_start(output);
         let event = EventFields {
             entity_id: track.event_id,
             key: track.key,
@@ -273,14 +282,14 @@ impl Mapper {
             revenue: track.revenue,
             value: track.value.as_ref(),
         };
-        json::write_event_start(&mut output, &event);
+        json::write_event_start(output, &event);
 
         // The tags are written in place, with no string of their own.
-        let mut tags = TagsBuilder::in_buffer(output);
+        let mut tags = TagsBuilder::in_buffer(std::mem::take(output));
         self.write_tags(message, &mut warnings, &mut tags);
-        let mut output = tags.finish_in_buffer();
-        json::write_visitor_end(&mut output);
-        (EncodedConversion::from_visitor_json(self.batch_key.clone(), output), warnings)
+        *output = tags.finish_in_buffer();
+        json::write_visitor_end(output);
+        warnings
     }
 
     /// Checks a track message and reads the fields of its conversion other than the attributes, or

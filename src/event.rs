@@ -56,7 +56,7 @@ pub enum Payload {
     /// one message or fails to parse. The `optimizely` transform parses it into borrowed strings
     /// instead of a `Value`; text that fails to parse is dead-lettered as [`Payload::Unparsed`] input
     /// would be.
-    RawMessage(Vec<u8>),
+    RawMessage(bytes::Bytes),
     /// Input a source could not parse as JSON, or rejected before parsing. The `optimizely` transform
     /// dead-letters it with its `reason`.
     Unparsed(Unparsed),

@@ -461,3 +461,43 @@ async fn missing_environment_variable_named() {
     assert!(output.stderr.contains("environment variable `DATAFILE_TOKEN` is not set"), "stderr:\n{}", output.stderr);
     assert!(cdn.requests().is_empty(), "no network call before the configuration is valid");
 }
+
+#[tokio::test]
+async fn sigterm_stops_stdin_left_open() {
+    use tokio::io::AsyncWriteExt;
+
+    let server = RecordingServer::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_config(directory.path(), &server, "max_events = 1", JAVA_V4_EVENT_KEYS);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_optimizely-relay"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .current_dir(directory.path())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let line =
+        r#"{"type":"track","event":"Registered","userId":"u-1","messageId":"m-1","timestamp":"2026-01-02T00:00:00Z"}"#;
+    input.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+
+    // The conversion is sent while standard input stays open, then SIGTERM stops the relay.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.requests().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.requests().len(), 1, "the conversion reached the Event API before SIGTERM");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the relay stopped within 30 seconds of SIGTERM")
+        .unwrap();
+    drop(input);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr:\n{stderr}");
+    let summary = stderr.lines().find(|line| line.starts_with("summary: ")).unwrap_or_default();
+    assert_eq!(summary, "summary: received=1 sent=1 dead_lettered=0 skipped=0 undelivered=0");
+}

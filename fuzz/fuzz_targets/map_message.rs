@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let transform = &transforms()[usize::from(*selector) % SETTINGS.len()];
 
     let mut raw = Vec::new();
-    decode_owned_line(line.to_vec(), &mut raw);
+    decode_owned_line(line.to_vec().into(), &mut raw);
     if let [Payload::RawMessage(text)] = &raw[..] {
         if let Ok(message) = serde_json::from_slice::<serde_json::Value>(text) {
             assert_eq!(transform.map_bytes(text), transform.map_message(&message), "borrowed and Value mapping differ");

@@ -52,17 +52,14 @@ fn decode_content(line: &[u8], payloads: &mut Vec<Payload>) {
 /// Decodes one line as [`decode_line`] does, but passes a line that can only be one message on as
 /// its text, [`Payload::RawMessage`], for the `optimizely` transform to parse: a line that starts
 /// with `{` and has no top-level key `batch` or `writeKey`. Other lines go through [`decode_line`].
-pub fn decode_owned_line(mut line: Vec<u8>, payloads: &mut Vec<Payload>) {
+pub fn decode_owned_line(line: bytes::Bytes, payloads: &mut Vec<Payload>) {
     let content = strip_line_marks(&line);
     if !is_single_message(content) {
         decode_content(content, payloads);
         return;
     }
 
-    let start = content.as_ptr() as usize - line.as_ptr() as usize;
-    line.truncate(start + content.len());
-    line.drain(..start);
-    payloads.push(Payload::RawMessage(line));
+    payloads.push(Payload::RawMessage(line.slice_ref(content)));
 }
 
 /// Returns whether `line` starts like a JSON object and has no top-level key `batch` or `writeKey`.

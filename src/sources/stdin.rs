@@ -31,10 +31,9 @@ impl StdinSourceConfig {
     pub async fn run(&self, context: SourceContext) -> Result<(), SourceError> {
         let SourceContext { output, shutdown, stats, id, .. } = context;
         let mut emitter = Emitter::new(output, stats.clone(), stats, "stdin");
-        let reader = tokio::io::BufReader::with_capacity(256 * 1024, tokio::io::stdin());
-
         tracing::info!(component_id = %id, "reading standard input");
-        read_lines(reader, "standard input", self.max_line_bytes, &mut emitter, &shutdown).await?;
+        let (reader, capacity) = (tokio::io::stdin(), 256 * 1024);
+        read_lines(reader, capacity, "standard input", self.max_line_bytes, &mut emitter, &shutdown).await?;
         tracing::info!(component_id = %id, "standard input ended");
         Ok(())
     }

@@ -216,7 +216,7 @@ async fn read_input(input: &TestInput) -> Result<Vec<Payload>, String> {
         TestInput::File(path) => {
             let cannot_read = |error: std::io::Error| format!("cannot read input file `{}`: {error}", path.display());
             let file = tokio::fs::File::open(path).await.map_err(cannot_read)?;
-            let mut lines = LineReader::new(tokio::io::BufReader::new(file), DEFAULT_MAX_LINE_BYTES);
+            let mut lines = LineReader::new(file, 64 * 1024, DEFAULT_MAX_LINE_BYTES);
             while let Some(line) = lines.next_line().await.map_err(cannot_read)? {
                 match line {
                     Line::Complete(bytes) => decode_line(&bytes, &mut payloads),

@@ -297,7 +297,7 @@ impl Tailer<'_> {
         let mut payloads = Vec::new();
         let end_offset = match line {
             FileLine::Complete { bytes, end_offset } => {
-                decode::decode_owned_line(bytes, &mut payloads);
+                decode::decode_owned_line(bytes.into(), &mut payloads);
                 end_offset
             }
             FileLine::TooLong { prefix, length, end_offset } => {

@@ -153,7 +153,7 @@ pub fn decode_value(value: Option<&[u8]>, payloads: &mut Vec<Payload>) {
         }));
         return;
     }
-    decode::decode_owned_line(value.to_vec(), payloads);
+    decode::decode_owned_line(bytes::Bytes::copy_from_slice(value), payloads);
 }
 
 /// Returns where a message came from: `{"topic", "partition", "offset", "key"}`, the key as text

@@ -542,7 +542,7 @@ mod tests {
                     "{{{message_type}\"event\":\"order_completed\",\"userId\":\"{user_id}\",\"timestamp\":\"2026-12-01T10:00:00Z\",\"properties\":{{\"revenue\":\"1.00\"{extra}}}}}"
                 );
                 if message_type.is_empty() { &mut expected_dropped } else { &mut expected_conversions }.push(user_id);
-                events.push(Event::new(Payload::RawMessage(line.into_bytes())));
+                events.push(Event::new(Payload::RawMessage(line.into_bytes().into())));
                 next += 1;
             }
             input_sender.send(events).await.unwrap();

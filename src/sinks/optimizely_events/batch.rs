@@ -147,12 +147,16 @@ pub(super) struct Batcher {
     /// One open batch per distinct key. Keys change only with a datafile revision or an endpoint, so
     /// this list is short and a linear search is cheaper than hashing every key.
     open: Vec<OpenBatch>,
+    /// The key of the last event that matched an open batch by value, not by pointer, and the key of
+    /// that batch. The transform gives each chunk of conversions a key of its own, so the events of a
+    /// chunk find their batch by pointer here instead of comparing every field.
+    matched: Option<(Arc<BatchKey>, Arc<BatchKey>)>,
 }
 
 impl Batcher {
     /// Creates a batcher. `endpoint_override` replaces the endpoint of every conversion.
     pub fn new(limits: BatchLimits, endpoint_override: Option<Url>) -> Batcher {
-        Batcher { limits, endpoint_override, open: Vec::new() }
+        Batcher { limits, endpoint_override, open: Vec::new(), matched: None }
     }
 
     /// Adds an event, appending to `ready` every batch that reached a limit.
@@ -161,11 +165,11 @@ impl Batcher {
     pub fn push(&mut self, event: Event, now: Instant, ready: &mut Vec<Batch>) -> Result<(), Box<Unbatched>> {
         let (batch_key, visitor) = match &event.payload {
             // The transform's conversions: the entry shares the event's buffer.
-            Payload::EncodedConversion(conversion) => (conversion.batch_key.clone(), conversion.visitor_json().clone()),
+            Payload::EncodedConversion(conversion) => (&conversion.batch_key, conversion.visitor_json().clone()),
             Payload::Conversion(conversion) => {
                 let mut visitor = Vec::new();
                 conversion.visitor.write_json(&mut visitor);
-                (conversion.batch_key.clone(), Bytes::from(visitor))
+                (&conversion.batch_key, Bytes::from(visitor))
             }
             other => {
                 let kind = payload_kind(other);
@@ -173,9 +177,9 @@ impl Batcher {
             }
         };
 
-        let index = match self.find_open(&batch_key) {
+        let index = match self.find_open(batch_key) {
             Some(index) => index,
-            None => match self.open_batch(&batch_key, now) {
+            None => match self.open_batch(batch_key, now) {
                 Ok(index) => index,
                 Err(error) => return Err(Box::new(Unbatched { event, error })),
             },
@@ -213,13 +217,24 @@ impl Batcher {
         self.open.drain(..).map(|open| open.batch).collect()
     }
 
-    fn find_open(&self, key: &Arc<BatchKey>) -> Option<usize> {
-        // Keys are shared through an `Arc` per datafile revision, so the pointer comparison usually
-        // decides. Different `Arc`s with equal values still share a batch.
-        self.open
-            .iter()
-            .position(|open| Arc::ptr_eq(&open.batch.key, key))
-            .or_else(|| self.open.iter().position(|open| self.same_request(&open.batch.key, key)))
+    fn find_open(&mut self, key: &Arc<BatchKey>) -> Option<usize> {
+        // Most events find their batch by pointer: the batch's own key, or the key of the batch an
+        // equal key matched last. Different `Arc`s with equal values still share a batch.
+        let same_key =
+            |batch_key: &Arc<BatchKey>| self.open.iter().position(|open| Arc::ptr_eq(&open.batch.key, batch_key));
+        if let Some(index) = same_key(key) {
+            return Some(index);
+        }
+        if let Some((event_key, batch_key)) = &self.matched {
+            if Arc::ptr_eq(event_key, key) {
+                if let Some(index) = same_key(batch_key) {
+                    return Some(index);
+                }
+            }
+        }
+        let index = self.open.iter().position(|open| self.same_request(&open.batch.key, key))?;
+        self.matched = Some((key.clone(), self.open[index].batch.key.clone()));
+        Some(index)
     }
 
     fn same_request(&self, open: &BatchKey, other: &BatchKey) -> bool {
@@ -497,6 +512,25 @@ mod tests {
 
         let batches: Vec<Vec<String>> = batcher.take_all().iter().map(visitor_ids).collect();
         assert_eq!(batches, [vec!["a", "b"], vec!["c"], vec!["d"]]);
+    }
+
+    #[test]
+    fn equal_keys_follow_batch_after_flush() {
+        // `first` and `second` are equal, `other` differs. With two events a batch, the batch that
+        // `second` matched by value is sent, so `second` opens the next batch, which `first` joins.
+        let (first, second, other) = (key("7", ENDPOINT), key("7", ENDPOINT), key("8", ENDPOINT));
+        let mut batcher = Batcher::new(limits(2, 10_000), None);
+        let mut ready = Vec::new();
+        let now = Instant::now();
+        for (key, id) in [(&first, "a"), (&second, "b"), (&second, "c"), (&other, "x"), (&first, "d"), (&second, "e")] {
+            batcher.push(conversion(key, id), now, &mut ready).expect("accepted");
+        }
+
+        let sent: Vec<Vec<String>> = ready.iter().map(visitor_ids).collect();
+        assert_eq!(sent, [vec!["a", "b"], vec!["c", "d"]]);
+        assert!(Arc::ptr_eq(&ready[1].key, &second), "the second batch has the key of its first event");
+        let open: Vec<Vec<String>> = batcher.take_all().iter().map(visitor_ids).collect();
+        assert_eq!(open, [vec!["x"], vec!["e"]]);
     }
 
     #[test]

@@ -294,10 +294,12 @@ mod tests {
     fn needs_escape_finds_each_byte_at_each_position() {
         for byte in 0..=u8::MAX {
             let escaped = byte < 0x20 || byte == b'"' || byte == b'\\';
-            for position in 0..19 {
-                let mut text = vec![b'a'; 19];
-                text[position] = byte;
-                assert_eq!(needs_escape(&text), escaped, "byte {byte:#04x} at {position}");
+            for length in 1..=19 {
+                for position in 0..length {
+                    let mut text = vec![b'a'; length];
+                    text[position] = byte;
+                    assert_eq!(needs_escape(&text), escaped, "byte {byte:#04x} at {position} of {length}");
+                }
             }
         }
         assert!(!needs_escape("plain text, café, 日本".as_bytes()));

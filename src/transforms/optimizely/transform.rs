@@ -83,8 +83,13 @@ struct MappedChunk {
     visitors: VisitorBuffer,
 }
 
-/// The size of the buffers that hold the visitor entries of a chunk's conversions.
+/// The size of the buffers that hold the visitor entries of a chunk's conversions, unless the rest of
+/// the chunk needs less.
 const VISITOR_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The room for a message's visitor entry beyond the length of the message's text. The benchmark's
+/// entries are at most 220 bytes longer than their messages.
+const ENTRY_EXTRA_BYTES: usize = 512;
 
 /// The buffer that the visitor entries of a chunk's conversions are written to, many to a buffer.
 ///
@@ -100,19 +105,34 @@ struct VisitorBuffer {
     text: Vec<u8>,
     /// The index in the chunk's conversions and the range in `text` of each entry.
     entries: Vec<(usize, std::ops::Range<usize>)>,
+    /// The room that the chunk's messages may still ask for: the length of each message's text plus
+    /// `ENTRY_EXTRA_BYTES`, for the messages not given room yet.
+    pending_room: usize,
 }
 
 impl VisitorBuffer {
-    fn new(batch_key: Arc<BatchKey>) -> VisitorBuffer {
-        VisitorBuffer { batch_key, text: Vec::new(), entries: Vec::new() }
+    /// Creates the buffer of the conversions of `events`.
+    fn new(batch_key: Arc<BatchKey>, events: &[Event]) -> VisitorBuffer {
+        let pending_room = events
+            .iter()
+            .map(|event| match &event.payload {
+                Payload::RawMessage(text) => text.len() + ENTRY_EXTRA_BYTES,
+                _ => 0,
+            })
+            .sum();
+        VisitorBuffer { batch_key, text: Vec::new(), entries: Vec::new(), pending_room }
     }
 
     /// Returns the buffer to append an entry of about `bytes` to, with at least that much room.
+    ///
+    /// A new buffer is no larger than the rest of the chunk may need, so that the conversions of a
+    /// chunk of few messages, which the sink may keep until its batch times out, keep little memory.
     fn with_room(&mut self, bytes: usize, conversions: &mut [Event]) -> &mut Vec<u8> {
         if self.text.capacity() - self.text.len() < bytes {
             self.hand_out(conversions);
-            self.text = Vec::with_capacity(bytes.max(VISITOR_BUFFER_BYTES));
+            self.text = Vec::with_capacity(bytes.max(VISITOR_BUFFER_BYTES.min(self.pending_room)));
         }
+        self.pending_room = self.pending_room.saturating_sub(bytes);
         &mut self.text
     }
 
@@ -305,7 +325,7 @@ impl OptimizelyTransform {
             conversions: Vec::with_capacity(events.len()),
             dropped: Vec::new(),
             deletions: Vec::new(),
-            visitors: VisitorBuffer::new(batch_key),
+            visitors: VisitorBuffer::new(batch_key, &events),
         };
         let mut buffer = ParseBuffer::default();
         for event in events {
@@ -345,8 +365,7 @@ impl OptimizelyTransform {
             Payload::RawMessage(text) => match BorrowedValue::parse(&text, buffer) {
                 Ok(message) => {
                     let MappedChunk { conversions, visitors, .. } = &mut *routed.mapped;
-                    // The benchmark's entries are at most 220 bytes longer than their messages.
-                    let output = visitors.with_room(text.len() + 512, conversions);
+                    let output = visitors.with_room(text.len() + ENTRY_EXTRA_BYTES, conversions);
                     let start = output.len();
                     match mapper.encode_borrowed(&message, output) {
                         Ok(warnings) => {
@@ -497,6 +516,41 @@ fn check_limit_in_group(limiter: &Mutex<LogLimiter>, group: &str, key: &str) -> 
 mod tests {
     use super::*;
     use crate::topology::{buffer, BufferConfig, Unconnected, WhenFull};
+
+    fn batch_key() -> Arc<BatchKey> {
+        Arc::new(BatchKey {
+            endpoint: "http://127.0.0.1:1/v1/events".to_owned(),
+            account_id: "1".to_owned(),
+            project_id: "2".to_owned(),
+            revision: "3".to_owned(),
+            client_name: "optimizely-relay".to_owned(),
+            client_version: "0.1.0".to_owned(),
+            anonymize_ip: None,
+            enrich_decisions: true,
+        })
+    }
+
+    fn raw_messages(count: usize, length: usize) -> Vec<Event> {
+        (0..count).map(|_| Event::new(Payload::RawMessage(vec![b' '; length].into()))).collect()
+    }
+
+    #[test]
+    fn visitor_buffer_sized_to_small_chunk() {
+        let mut visitors = VisitorBuffer::new(batch_key(), &raw_messages(2, 100));
+        assert_eq!(visitors.pending_room, 2 * (100 + ENTRY_EXTRA_BYTES));
+
+        let capacity = visitors.with_room(100 + ENTRY_EXTRA_BYTES, &mut []).capacity();
+        assert!((1_224..VISITOR_BUFFER_BYTES).contains(&capacity), "capacity {capacity}");
+        assert_eq!(visitors.pending_room, 100 + ENTRY_EXTRA_BYTES);
+    }
+
+    #[test]
+    fn visitor_buffer_capped_for_large_chunk() {
+        let mut visitors = VisitorBuffer::new(batch_key(), &raw_messages(256, 1_000));
+
+        let capacity = visitors.with_room(1_000 + ENTRY_EXTRA_BYTES, &mut []).capacity();
+        assert!((VISITOR_BUFFER_BYTES..2 * VISITOR_BUFFER_BYTES).contains(&capacity), "capacity {capacity}");
+    }
 
     /// Drains an output's buffer into the user ids of its events: the visitor id of a conversion, the
     /// `userId` of a dead-lettered message.

@@ -130,11 +130,11 @@ impl<'a> BorrowedValue<'a> {
     /// number key, or nesting deeper than `MAX_DEPTH`.
     ///
     /// Each value is written where it is kept, the member or item of its container. Returned from a
-    /// call, a value was built on the stack with one store per field and copied to the container
-    /// with one 16-byte load, which the processor cannot take from those smaller stores while they
-    /// are pending: `perf annotate` showed that copy as a third of the conversion's samples. Written
-    /// in place, the parse and conversion took 1.34 instead of 1.39 µs a message, and 1.24 µs with
-    /// the number read in place as well (`cargo bench --bench transform`, `borrowed_parse`).
+    /// call, a value was built on the stack with one store per field, then copied to the container
+    /// with one 16-byte load. The processor cannot serve that load from the smaller stores while
+    /// they are pending, and `perf annotate` showed the copy as a third of the conversion's samples.
+    /// Written in place, the parse and conversion took 1.34 instead of 1.39 µs a message, and 1.24 µs
+    /// with the number read in place as well (`cargo bench --bench transform`, `borrowed_parse`).
     #[inline(always)]
     fn from_tree(
         value: &'a sonic_rs::Value,

@@ -496,8 +496,11 @@ async fn sigterm_stops_stdin_left_open() {
         .unwrap();
     drop(input);
 
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "stderr:\n{stderr}");
-    let summary = stderr.lines().find(|line| line.starts_with("summary: ")).unwrap_or_default();
-    assert_eq!(summary, "summary: received=1 sent=1 dead_lettered=0 skipped=0 undelivered=0");
+    let output = support::RunOutput {
+        status: output.status,
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(output.status.success(), "stderr:\n{}", output.stderr);
+    assert_eq!(output.summary_line(), "summary: received=1 sent=1 dead_lettered=0 skipped=0 undelivered=0");
 }

@@ -113,7 +113,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         *length += skipped.len();
     }
 
-    /// Returns the line whose last bytes are `rest`.
+    /// Returns the line that ends with `rest`, counting the earlier part that `too_long` kept, if any.
     fn finish_line(&mut self, rest: Bytes) -> Line {
         match self.too_long.take() {
             None if rest.len() <= self.max_line_bytes => Line::Complete(rest),

@@ -20,6 +20,10 @@ use crate::event::{
     BatchKey, Conversion, DeletionRequest, EncodedConversion, Snapshot, SnapshotEvent, TagsBuilder, Visitor,
 };
 
+/// The room for a message's visitor entry beyond the length of the message's text. The benchmark's
+/// entries are at most 220 bytes longer than their messages.
+pub(crate) const ENTRY_EXTRA_BYTES: usize = 512;
+
 /// The settings the mapper needs, independent of the datafile.
 #[derive(Debug, Clone)]
 pub struct MapperSettings {
@@ -172,13 +176,13 @@ impl Mapper {
     /// between 457,000 and 467,000.
     ///
     /// `text_len` is the length of the message's text: the visitor entry's buffer gets room for it
-    /// and 512 bytes more. The benchmark's entries are at most 220 bytes longer than their messages.
+    /// and [`ENTRY_EXTRA_BYTES`] more.
     pub fn map_borrowed_encoded(
         &self,
         message: &BorrowedValue,
         text_len: usize,
     ) -> Result<(EncodedConversion, MapWarnings), MapOutcome> {
-        let mut output = Vec::with_capacity(text_len + 512);
+        let mut output = Vec::with_capacity(text_len + ENTRY_EXTRA_BYTES);
         let warnings = self.encode_borrowed(message, &mut output)?;
         Ok((EncodedConversion::from_visitor_json(self.batch_key.clone(), output), warnings))
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::borrowed::{BorrowedValue, ParseBuffer};
 use super::config::OptimizelyTransformConfig;
 use super::datafile::Datafile;
-use super::mapper::{MapOutcome, MapWarnings, Mapper, MapperSettings, Rejection, SkipReason};
+use super::mapper::{MapOutcome, MapWarnings, Mapper, MapperSettings, Rejection, SkipReason, ENTRY_EXTRA_BYTES};
 use crate::ack::EventStatus;
 use crate::event::{BatchKey, DeadLetter, EncodedConversion, Event, Payload};
 use crate::log_limit::LogLimiter;
@@ -86,10 +86,6 @@ struct MappedChunk {
 /// The size of the buffers that hold the visitor entries of a chunk's conversions, unless the rest of
 /// the chunk needs less.
 const VISITOR_BUFFER_BYTES: usize = 64 * 1024;
-
-/// The room for a message's visitor entry beyond the length of the message's text. The benchmark's
-/// entries are at most 220 bytes longer than their messages.
-const ENTRY_EXTRA_BYTES: usize = 512;
 
 /// The buffer that the visitor entries of a chunk's conversions are written to, many to a buffer.
 ///

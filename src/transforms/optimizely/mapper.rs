@@ -176,7 +176,7 @@ impl Mapper {
     /// between 457,000 and 467,000.
     ///
     /// `text_len` is the length of the message's text: the visitor entry's buffer gets room for it
-    /// and [`ENTRY_EXTRA_BYTES`] more.
+    /// plus 512 bytes (`ENTRY_EXTRA_BYTES`).
     pub fn map_borrowed_encoded(
         &self,
         message: &BorrowedValue,

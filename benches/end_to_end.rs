@@ -53,6 +53,25 @@ fn start_discarding_server(runtime: &tokio::runtime::Runtime) -> (SocketAddr, Ar
     (address, received)
 }
 
+/// Returns the processor's model and clock from `/proc/cpuinfo`, or "processor unknown" elsewhere.
+/// The same build's figures differ by more than a factor of two between machines that both report
+/// 2 cores, so the figures need the processor beside them.
+fn processor_model() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_once(':'))
+            .map(|(_, value)| value.trim().to_owned())
+    };
+    match (field("model name"), field("cpu MHz")) {
+        (Some(model), Some(megahertz)) => format!("{model} at {megahertz} MHz"),
+        (Some(model), None) => model,
+        _ => "processor unknown".to_owned(),
+    }
+}
+
 fn main() {
     let events = argument("--events", 1_000_000) as usize;
     let seed = argument("--seed", 7);
@@ -122,7 +141,11 @@ path = "{dead_letters}"
     let stderr = String::from_utf8_lossy(&output.stderr);
     let summary = stderr.lines().find(|line| line.starts_with("summary: ")).unwrap_or("summary: missing");
     assert!(output.status.success(), "the relay failed:\n{stderr}");
-    println!("machine:        {} cores", std::thread::available_parallelism().map_or(0, |cores| cores.get()));
+    println!(
+        "machine:        {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |cores| cores.get()),
+        processor_model()
+    );
     println!("events:         {events} ({:.1} MB of NDJSON, seed {seed})", input_bytes as f64 / 1e6);
     println!("{summary}");
     println!("wall time:      {elapsed:.2} s");

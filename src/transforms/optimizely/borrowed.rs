@@ -7,17 +7,20 @@
 //! pipeline took 98,500 instead of 112,700 instructions per event (`valgrind --tool=callgrind`, 5,000
 //! messages of the `end_to_end` benchmark's workload).
 //!
-//! The parse runs sonic-rs's SIMD parser into its own tree, which [`ParseBuffer`] keeps, and borrows
-//! that tree's strings. Against serde_json with a visitor, it cut the same pipeline from 61,100 to
-//! 52,300 instructions per event, and the relay's CPU time end to end by 22%. The slices of arrays
-//! and objects, and the few strings that are not borrowed, live in an arena of the [`ParseBuffer`],
-//! so a value needs no allocation of its own and no drop. Against vectors and owned strings, the arena
-//! cut the stdin-to-Event-API pipeline from 45,600 to 42,900 instructions per event.
+//! The parse reads the text with sonic-rs's SIMD parser and borrows the text's strings. Against
+//! serde_json with a visitor, sonic-rs's parse into its own tree, which this module then converted,
+//! cut the same pipeline from 61,100 to 52,300 instructions per event, and the relay's CPU time end
+//! to end by 22%. The parse now builds the value from sonic-rs's tokens, with no tree in between
+//! (`TokenReader`). The slices of arrays and objects, and the few strings that are not borrowed,
+//! live in an arena of the [`ParseBuffer`], so a value needs no allocation of its own and no drop.
+//! Against vectors and owned strings, the arena cut the stdin-to-Event-API pipeline from 45,600 to
+//! 42,900 instructions per event.
 //!
-//! serde_json parses, through `deserialize_any` as `Value` does, the text that sonic-rs rejects, that
-//! may nest deeper than serde_json allows, or that is not UTF-8. So the parse accepts and rejects the
-//! same input as serde_json, with serde_json's errors. [`BorrowedValue::to_value`] builds the `Value`
-//! that serde_json would have parsed from the same text, for dead-letter records and other rare paths.
+//! serde_json parses, through `deserialize_any` as `Value` does, the text that the token reader does
+//! not take: text that is not JSON or not UTF-8, or that nests deeper than serde_json allows. So the
+//! parse accepts and rejects the same input as serde_json, with serde_json's errors.
+//! [`BorrowedValue::to_value`] builds the `Value` that serde_json would have parsed from the same
+//! text, for dead-letter records and other rare paths.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -27,6 +30,9 @@ use bumpalo::Bump;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
 use serde_json::{Map, Number, Value};
+use sonic_rs::parser::{Parser, Reference};
+use sonic_rs::reader::Reader;
+use sonic_rs::Read;
 
 /// The key under which serde_json's `arbitrary_precision` feature passes a number to `visit_map`: a
 /// map with this one key whose value is the number's text. `serde_json::Value` checks for the same
@@ -60,140 +66,33 @@ pub struct BorrowedObject<'a> {
     members: &'a [(&'a str, BorrowedValue<'a>)],
 }
 
-/// The deepest nesting that serde_json parses: it rejects 128 levels of arrays and objects. sonic-rs
-/// accepts up to 254, so a tree deeper than this goes to serde_json, which returns its error.
+/// The deepest nesting that serde_json parses: it rejects 128 levels of arrays and objects. The token
+/// reader leaves deeper text to serde_json, which returns its error.
 const MAX_DEPTH: usize = 127;
 
-/// The maximum count of `{` and `[` bytes, in strings or not, in a text that sonic-rs parses, or
-/// `None` for no limit.
-///
-/// Optimized, sonic-rs parses nested values recursively with less than 1 KB of stack per level,
-/// so its own limit of 254 levels fits the 2 MB stack of Rust's and tokio's threads, and release
-/// builds count nothing. Counting the brackets of each message took 1.8% of the relay's CPU samples
-/// end to end (`perf record`).
-///
-/// NOTE: a caller that parses on a thread with less than about 256 KB of stack may overflow it on
-/// text nested 254 levels deep.
-///
-/// NOTE: unoptimized, sonic-rs takes about 75 KB of stack per level. This crate's own debug builds
-/// optimize it (`[profile.dev.package.sonic-rs]`), but a crate that embeds this one in a debug build
-/// may not, so debug builds send only text with at most 8 brackets to sonic-rs.
-const MAX_TREE_OPENINGS: Option<usize> = if cfg!(debug_assertions) { Some(8) } else { None };
-
-/// The tree and the arena that a [`BorrowedValue`] from [`BorrowedValue::parse`] borrows from. One
-/// buffer serves many parses in turn: each parse empties the arena and keeps its memory.
+/// The arena that a [`BorrowedValue`] from [`BorrowedValue::parse`] borrows from, and the buffer in
+/// which escaped strings are read. One buffer serves many parses in turn: each parse empties the
+/// arena and keeps its memory.
 #[derive(Default)]
 pub struct ParseBuffer {
-    tree: sonic_rs::Value,
     arena: Bump,
+    escaped: Vec<u8>,
 }
 
 impl<'a> BorrowedValue<'a> {
     /// Parses JSON text, with the same acceptance and error messages as parsing a `serde_json::Value`.
     pub fn parse(text: &'a [u8], buffer: &'a mut ParseBuffer) -> Result<BorrowedValue<'a>, serde_json::Error> {
-        BorrowedValue::parse_with_limit(text, buffer, MAX_TREE_OPENINGS)
-    }
-
-    /// Parses JSON text as [`BorrowedValue::parse`] does, with sonic-rs for text that has at most
-    /// `max_openings` `{` and `[` bytes when that is set.
-    fn parse_with_limit(
-        text: &'a [u8],
-        buffer: &'a mut ParseBuffer,
-        max_openings: Option<usize>,
-    ) -> Result<BorrowedValue<'a>, serde_json::Error> {
         buffer.arena.reset();
-        let ParseBuffer { tree, arena } = buffer;
+        let ParseBuffer { arena, escaped } = buffer;
         let arena: &'a Bump = arena;
-        // Only debug builds set a limit, so the count stops at the first bracket past it.
-        let within_limit = max_openings.is_none_or(|max| memchr::memchr2_iter(b'{', b'[', text).nth(max).is_none());
-        if within_limit {
-            // sonic-rs checks that the text is UTF-8 while it parses, and rejects text that is not,
-            // which serde_json then parses to its own error.
-            if let Ok(parsed) = sonic_rs::from_slice::<sonic_rs::Value>(text) {
-                *tree = parsed;
-                let tree: &'a sonic_rs::Value = tree;
-                let mut value = BorrowedValue::Null;
-                if BorrowedValue::from_tree(tree, arena, 0, &mut value).is_some() {
-                    return Ok(value);
-                }
-            }
+        if let Some(value) = TokenReader::read(text, arena, escaped) {
+            return Ok(value);
         }
         // As `serde_json::from_slice` does: the value, then nothing but whitespace.
         let mut deserializer = serde_json::Deserializer::from_slice(text);
         let value = ValueSeed { arena }.deserialize(&mut deserializer)?;
         deserializer.end()?;
         Ok(value)
-    }
-
-    /// Borrows a sonic-rs tree whose root is nested `depth` levels deep into `slot`, or returns
-    /// `None` when it contains something serde_json reads differently: a number it rejects, its
-    /// number key, or nesting deeper than `MAX_DEPTH`.
-    ///
-    /// Each value is written where it is kept, the member or item of its container. Returned from a
-    /// call, a value was built on the stack with one store per field, then copied to the container
-    /// with one 16-byte load. The processor cannot serve that load from the smaller stores while
-    /// they are pending, and `perf annotate` showed the copy as a third of the conversion's samples.
-    /// Written in place, the parse and conversion took 1.34 instead of 1.39 µs a message, and 1.24 µs
-    /// with the number read in place as well (`cargo bench --bench transform`, `borrowed_parse`).
-    #[inline(always)]
-    fn from_tree(
-        value: &'a sonic_rs::Value,
-        arena: &'a Bump,
-        depth: usize,
-        slot: &mut BorrowedValue<'a>,
-    ) -> Option<()> {
-        use sonic_rs::{JsonType, JsonValueTrait};
-        match value.get_type() {
-            JsonType::Null => *slot = BorrowedValue::Null,
-            JsonType::Boolean => *slot = BorrowedValue::Bool(value.is_true()),
-            JsonType::Number => {
-                // sonic-rs gives the number's text only as an owned copy. The copy is read inside
-                // the `Option`, because moving it out stalled on the call's stores as above.
-                let number = value.as_raw_number();
-                let number = number.as_ref()?.as_str();
-                // serde_json writes an exponent as `e` and a sign: `1E3` becomes `1e+3`.
-                let text = if number.bytes().any(|byte| byte == b'e' || byte == b'E') {
-                    let written: Number = number.parse().ok()?;
-                    arena.alloc_str(written.as_str())
-                } else {
-                    arena.alloc_str(number)
-                };
-                *slot = BorrowedValue::Number(text);
-            }
-            JsonType::String => *slot = BorrowedValue::String(value.as_str()?),
-            JsonType::Array | JsonType::Object => *slot = BorrowedValue::from_tree_container(value, arena, depth)?,
-        }
-        Some(())
-    }
-
-    /// Borrows an array or object of a sonic-rs tree as [`BorrowedValue::from_tree`] does.
-    #[inline(never)]
-    fn from_tree_container(value: &'a sonic_rs::Value, arena: &'a Bump, depth: usize) -> Option<BorrowedValue<'a>> {
-        use sonic_rs::JsonContainerTrait;
-        if depth == MAX_DEPTH {
-            return None;
-        }
-        if let Some(array) = value.as_array() {
-            let mut items = ArenaVec::with_capacity_in(array.len(), arena);
-            for item in array.iter() {
-                items.push(BorrowedValue::Null);
-                let slot = items.last_mut()?;
-                BorrowedValue::from_tree(item, arena, depth + 1, slot)?;
-            }
-            return Some(BorrowedValue::Array(items.into_bump_slice()));
-        }
-        let object = value.as_object()?;
-        let mut members = ArenaVec::with_capacity_in(object.len(), arena);
-        for (key, item) in object.iter() {
-            // serde_json reads an object with this key as a number.
-            if key == NUMBER_TOKEN {
-                return None;
-            }
-            members.push((key, BorrowedValue::Null));
-            let (_, slot) = members.last_mut()?;
-            BorrowedValue::from_tree(item, arena, depth + 1, slot)?;
-        }
-        Some(BorrowedValue::Object(BorrowedObject::from_members(members, arena)))
     }
 
     /// Borrows a `serde_json::Value` without copying its strings, with the slices of its arrays and
@@ -284,6 +183,22 @@ impl<'a> BorrowedObject<'a> {
         self.members.iter().map(|(key, value)| (*key, value))
     }
 
+    /// Builds an object from a copy of members in input order, merging repeated keys as
+    /// `serde_json::Map` does.
+    fn from_slice(members: &[(&'a str, BorrowedValue<'a>)], arena: &'a Bump) -> BorrowedObject<'a> {
+        if !has_repeated_key(members) {
+            return BorrowedObject { members: arena.alloc_slice_copy(members) };
+        }
+        let mut merged: ArenaVec<'a, (&'a str, BorrowedValue<'a>)> = ArenaVec::with_capacity_in(members.len(), arena);
+        for (key, value) in members {
+            match merged.iter_mut().find(|(earlier, _)| earlier == key) {
+                Some((_, earlier_value)) => *earlier_value = *value,
+                None => merged.push((key, *value)),
+            }
+        }
+        BorrowedObject { members: merged.into_bump_slice() }
+    }
+
     /// Builds an object from members in input order, merging repeated keys as `serde_json::Map` does.
     fn from_members(members: ArenaVec<'a, (&'a str, BorrowedValue<'a>)>, arena: &'a Bump) -> BorrowedObject<'a> {
         if !has_repeated_key(&members) {
@@ -318,6 +233,179 @@ fn has_repeated_key(members: &[(&str, BorrowedValue<'_>)]) -> bool {
         filter[word] |= mask;
     }
     false
+}
+
+/// Reads the string, number, `true`, `false` or `null` that starts with `$first` with the
+/// [`TokenReader`] `$reader` and evaluates `$put` with it as `$value`, or returns `None` from the
+/// enclosing function.
+///
+/// Each kind of value gets its own copy of `$put`, so the compiler writes the value's fields where
+/// `$put` keeps it. A value returned from a call was built on the stack and copied with wider loads
+/// than its stores, which waited for them: `perf annotate` put 23% of the reader's samples there.
+macro_rules! read_scalar {
+    ($reader:expr, $first:expr, |$value:ident| $put:expr) => {
+        match $first {
+            b'"' => {
+                let $value = BorrowedValue::String($reader.string()?);
+                $put
+            }
+            b'-' | b'0'..=b'9' => {
+                let $value = BorrowedValue::Number($reader.number($first)?);
+                $put
+            }
+            b't' => {
+                $reader.parser.parse_literal("rue").ok()?;
+                let $value = BorrowedValue::Bool(true);
+                $put
+            }
+            b'f' => {
+                $reader.parser.parse_literal("alse").ok()?;
+                let $value = BorrowedValue::Bool(false);
+                $put
+            }
+            b'n' => {
+                $reader.parser.parse_literal("ull").ok()?;
+                let $value = BorrowedValue::Null;
+                $put
+            }
+            _ => return None,
+        }
+    };
+}
+
+/// Builds a [`BorrowedValue`] from the tokens of sonic-rs's parser, with no tree in between.
+///
+/// sonic-rs reads each token: it finds a string's end and unescapes it with SIMD, checks a number's
+/// syntax, and skips whitespace. This reader takes the tokens in the order JSON allows. Strings and
+/// numbers borrow the text. The members and items of open containers wait on two stacks in the
+/// arena, and a container that ends copies its own into a slice.
+/// Parsing sonic-rs's tree and converting it took 3.04 to 3.29 µs a message, this reader 2.33 to
+/// 2.41 µs on the same machine (`cargo bench --bench transform`, `borrowed_parse`), because no
+/// tree is built and numbers are borrowed instead of copied twice.
+///
+/// Any text it does not take goes to serde_json: text that is not JSON, deeper than serde_json
+/// allows, or that has serde_json's number key. serde_json then returns its value or its error.
+struct TokenReader<'a, 'b> {
+    parser: Parser<Read<'a>>,
+    arena: &'a Bump,
+    escaped: &'b mut Vec<u8>,
+    members: ArenaVec<'a, (&'a str, BorrowedValue<'a>)>,
+    items: ArenaVec<'a, BorrowedValue<'a>>,
+}
+
+impl<'a> TokenReader<'a, '_> {
+    /// Reads `text` as one JSON value followed by nothing but whitespace, or returns `None`.
+    fn read(text: &'a [u8], arena: &'a Bump, escaped: &mut Vec<u8>) -> Option<BorrowedValue<'a>> {
+        let parser = Parser::new(Read::from(text));
+        // `Read` checks the whole text as UTF-8 before the first token.
+        if parser.read.next_invalid_utf8() != usize::MAX {
+            return None;
+        }
+        let mut reader = TokenReader {
+            parser,
+            arena,
+            escaped,
+            members: ArenaVec::with_capacity_in(64, arena),
+            items: ArenaVec::new_in(arena),
+        };
+        let first = reader.parser.skip_space()?;
+        let value = reader.value(first, 0)?;
+        match reader.parser.skip_space() {
+            None => Some(value),
+            Some(_) => None,
+        }
+    }
+
+    /// Reads the value that starts with `first`, nested `depth` levels deep.
+    fn value(&mut self, first: u8, depth: usize) -> Option<BorrowedValue<'a>> {
+        match first {
+            b'{' => self.object(depth),
+            b'[' => self.array(depth),
+            _ => Some(read_scalar!(self, first, |value| value)),
+        }
+    }
+
+    /// Reads a string whose opening quote was read. An escaped string is copied to the arena.
+    fn string(&mut self) -> Option<&'a str> {
+        match self.parser.parse_str(self.escaped).ok()? {
+            Reference::Borrowed(text) => Some(text),
+            Reference::Copied(text) => Some(self.arena.alloc_str(text)),
+        }
+    }
+
+    /// Reads a number that starts with `first`, as the text serde_json keeps.
+    fn number(&mut self, first: u8) -> Option<&'a str> {
+        let text = self.parser.skip_number(first).ok()?;
+        // serde_json writes an exponent as `e` and a sign: `1E3` becomes `1e+3`.
+        if text.bytes().any(|byte| byte == b'e' || byte == b'E') {
+            let written: Number = text.parse().ok()?;
+            return Some(self.arena.alloc_str(written.as_str()));
+        }
+        Some(text)
+    }
+
+    /// Reads an object whose `{` was read.
+    fn object(&mut self, depth: usize) -> Option<BorrowedValue<'a>> {
+        if depth == MAX_DEPTH {
+            return None;
+        }
+        let start = self.members.len();
+        let mut next = self.parser.skip_space()?;
+        if next != b'}' {
+            loop {
+                if next != b'"' {
+                    return None;
+                }
+                let key = self.string()?;
+                // serde_json reads an object with this key as a number.
+                if key == NUMBER_TOKEN || self.parser.skip_space()? != b':' {
+                    return None;
+                }
+                let first = self.parser.skip_space()?;
+                if let b'{' | b'[' = first {
+                    let value = self.value(first, depth + 1)?;
+                    self.members.push((key, value));
+                } else {
+                    read_scalar!(self, first, |value| self.members.push((key, value)));
+                }
+                match self.parser.skip_space()? {
+                    b',' => next = self.parser.skip_space()?,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        let object = BorrowedObject::from_slice(&self.members[start..], self.arena);
+        self.members.truncate(start);
+        Some(BorrowedValue::Object(object))
+    }
+
+    /// Reads an array whose `[` was read.
+    fn array(&mut self, depth: usize) -> Option<BorrowedValue<'a>> {
+        if depth == MAX_DEPTH {
+            return None;
+        }
+        let start = self.items.len();
+        let mut next = self.parser.skip_space()?;
+        if next != b']' {
+            loop {
+                if let b'{' | b'[' = next {
+                    let item = self.value(next, depth + 1)?;
+                    self.items.push(item);
+                } else {
+                    read_scalar!(self, next, |item| self.items.push(item));
+                }
+                match self.parser.skip_space()? {
+                    b',' => next = self.parser.skip_space()?,
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        let items = self.arena.alloc_slice_copy(&self.items[start..]);
+        self.items.truncate(start);
+        Some(BorrowedValue::Array(items))
+    }
 }
 
 /// Serializes as the `serde_json::Value` of [`BorrowedValue::to_value`] does, without building it.
@@ -454,19 +542,21 @@ impl<'a> Visitor<'a> for KeySeed<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
     use super::*;
 
-    /// Checks the parse against serde_json's, with this build's bracket limit and with none, as in
-    /// optimized builds.
-    fn round_trip(text: &str) {
-        round_trip_with_limit(text, MAX_TREE_OPENINGS);
-        round_trip_with_limit(text, None);
+    /// Returns whether the token reader took `text`, rather than serde_json.
+    fn read_by_tokens(text: &[u8]) -> bool {
+        TokenReader::read(text, &Bump::new(), &mut Vec::new()).is_some()
     }
 
-    fn round_trip_with_limit(text: &str, max_openings: Option<usize>) {
+    /// Checks the parse against serde_json's.
+    fn round_trip(text: &str) {
         let expected: Value = serde_json::from_str(text).expect("test input is JSON");
         let mut buffer = ParseBuffer::default();
-        let borrowed = BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect("parses");
+        let borrowed = BorrowedValue::parse(text.as_bytes(), &mut buffer).expect("parses");
         assert_eq!(borrowed.to_value(), expected, "{text}");
         let arena = Bump::new();
         assert_eq!(BorrowedValue::from_value(&expected, &arena), borrowed, "{text}");
@@ -528,27 +618,18 @@ mod tests {
         round_trip(&format!("{{\"items\":[{}],\"text\":\"{{[\"}}", items.join(",")));
     }
 
-    /// Returns whether sonic-rs parsed `text`: a buffer's tree stays `null` when serde_json parses.
-    fn parsed_by_sonic(text: &str, max_openings: Option<usize>) -> bool {
-        let mut buffer = ParseBuffer::default();
-        BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect("valid JSON");
-        !sonic_rs::JsonValueTrait::is_null(&buffer.tree)
-    }
-
     #[test]
-    fn bracket_limit_picks_parser() {
+    fn token_reader_depth_limit() {
         let nested = |brackets: usize| format!("{}\"caf\\u00e9\"{}", "[".repeat(brackets), "]".repeat(brackets));
-        assert!(parsed_by_sonic(&nested(8), Some(8)), "sonic-rs parses text at the limit");
-        assert!(!parsed_by_sonic(&nested(9), Some(8)), "serde_json parses text past the limit");
-        assert!(parsed_by_sonic(&nested(MAX_DEPTH), None), "sonic-rs parses the deepest text with no limit");
-        round_trip(&nested(9));
+        assert!(read_by_tokens(nested(MAX_DEPTH).as_bytes()), "the deepest text serde_json parses");
+        assert!(!read_by_tokens(nested(MAX_DEPTH + 1).as_bytes()), "one level deeper goes to serde_json");
         round_trip(&nested(MAX_DEPTH));
     }
 
     #[test]
-    fn escaped_strings_read_from_the_tree() {
+    fn escaped_strings_read_by_tokens() {
         let text = r#"{"escaped":"caf\u00e9","raw":"café","n":1E3}"#;
-        assert!(parsed_by_sonic(text, None));
+        assert!(read_by_tokens(text.as_bytes()));
         let mut buffer = ParseBuffer::default();
         let borrowed = BorrowedValue::parse(text.as_bytes(), &mut buffer).unwrap();
         let object = borrowed.as_object().unwrap();
@@ -576,12 +657,8 @@ mod tests {
         for levels in [128, 129, 5000] {
             let text = nested(levels);
             let expected = serde_json::from_str::<Value>(&text).expect_err("too deep").to_string();
-            for max_openings in [MAX_TREE_OPENINGS, None] {
-                let mut buffer = ParseBuffer::default();
-                let error =
-                    BorrowedValue::parse_with_limit(text.as_bytes(), &mut buffer, max_openings).expect_err("too deep");
-                assert_eq!(error.to_string(), expected, "{levels} levels, limit {max_openings:?}");
-            }
+            let error = BorrowedValue::parse(text.as_bytes(), &mut ParseBuffer::default()).expect_err("too deep");
+            assert_eq!(error.to_string(), expected, "{levels} levels");
         }
     }
 
@@ -623,12 +700,122 @@ mod tests {
         let cases: [&[u8]; 4] = [b"{\"a\":\"\xff\"}", b"{\"\xc3\":1}", b"{\"a\":\"caf\xc3\"}", b"{\"a\":1}\xff"];
         for text in cases {
             let expected = serde_json::from_slice::<Value>(text).expect_err("invalid UTF-8").to_string();
-            for max_openings in [MAX_TREE_OPENINGS, None] {
-                let mut buffer = ParseBuffer::default();
-                let error =
-                    BorrowedValue::parse_with_limit(text, &mut buffer, max_openings).expect_err("invalid UTF-8");
-                assert_eq!(error.to_string(), expected, "{}", String::from_utf8_lossy(text));
+            let error = BorrowedValue::parse(text, &mut ParseBuffer::default()).expect_err("invalid UTF-8");
+            assert_eq!(error.to_string(), expected, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    /// Pieces of JSON text, valid and not, that the property tests join at random.
+    const PIECES: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        " ",
+        "\n",
+        "\"a\"",
+        "\"b\"",
+        "\"caf\\u00e9\"",
+        "\"x\\\"y\"",
+        "\"\\ud800\"",
+        "\"$serde_json::private::Number\"",
+        "\"\\q\"",
+        "\"\t\"",
+        "0",
+        "-0",
+        "12",
+        "01",
+        "1.",
+        "1.5",
+        "-",
+        "2e",
+        "1E+3",
+        "3e-2",
+        "true",
+        "tru",
+        "false",
+        "null",
+        "nul",
+        "x",
+        "\u{e9}",
+    ];
+
+    /// Returns JSON text nested at most `depth` levels deep, with whitespace between its tokens.
+    fn json_text(depth: u32) -> impl Strategy<Value = String> {
+        let leaf = proptest::sample::select(
+            &[
+                "null",
+                "true",
+                "false",
+                "0",
+                "-0",
+                "17",
+                "1.50",
+                "-2.5E+3",
+                "1e400",
+                "123456789012345678901234567890",
+                "\"\"",
+                "\"plain\"",
+                "\"caf\u{e9} \u{1f600}\"",
+                "\"esc\\n\\u00e9\\\"\"",
+                "\"\\ud83d\\ude00\"",
+            ][..],
+        )
+        .prop_map(str::to_owned);
+        let space = proptest::sample::select(&["", " ", "\n\t", "  \r\n"][..]);
+        leaf.prop_recursive(depth, 64, 6, move |inner| {
+            let member =
+                (proptest::sample::select(&["a", "b", "a", "k\\u00e9", "\u{e9}"][..]), inner.clone(), space.clone())
+                    .prop_map(|(key, value, space)| format!("{space}\"{key}\"{space}:{space}{value}{space}"));
+            prop_oneof![
+                proptest::collection::vec(inner, 0..6).prop_map(|items| format!("[{}]", items.join(" , "))),
+                proptest::collection::vec(member, 0..6).prop_map(|members| format!("{{{}}}", members.join(","))),
+            ]
+        })
+    }
+
+    /// Checks that the parse returns serde_json's value or serde_json's error for `text`, and that
+    /// the token reader takes no text that serde_json rejects.
+    fn same_as_serde_json(text: &[u8]) -> Result<(), TestCaseError> {
+        let expected = serde_json::from_slice::<Value>(text);
+        let mut buffer = ParseBuffer::default();
+        let parsed = BorrowedValue::parse(text, &mut buffer);
+        match (&expected, parsed) {
+            (Ok(expected), Ok(parsed)) => prop_assert_eq!(&parsed.to_value(), expected),
+            (Err(expected), Err(error)) => prop_assert_eq!(error.to_string(), expected.to_string()),
+            (expected, parsed) => prop_assert!(false, "serde_json: {:?}, parse: {:?}", expected, parsed),
+        }
+        if read_by_tokens(text) {
+            prop_assert!(expected.is_ok(), "the token reader took text serde_json rejects");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn generated_json_matches_serde_json(text in json_text(5)) {
+            prop_assert!(read_by_tokens(text.as_bytes()), "the token reader takes valid JSON: {}", text);
+            same_as_serde_json(text.as_bytes())?;
+        }
+
+        #[test]
+        fn joined_pieces_match_serde_json(pieces in proptest::collection::vec(proptest::sample::select(PIECES), 1..24)) {
+            same_as_serde_json(pieces.concat().as_bytes())?;
+        }
+
+        #[test]
+        fn changed_bytes_match_serde_json(
+            text in json_text(3),
+            changes in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let mut bytes = text.into_bytes();
+            for (index, byte) in changes {
+                let position = index.index(bytes.len());
+                bytes[position] = byte;
             }
+            same_as_serde_json(&bytes)?;
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Maps one Segment message to its outcome with one datafile.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -39,8 +38,9 @@ pub struct MapperSettings {
     pub nested_tags: NestedTags,
     /// Field paths.
     pub mapping: MappingConfig,
-    /// Segment event name to Optimizely event key.
-    pub event_keys: HashMap<String, String>,
+    /// Segment event name to Optimizely event key, looked up for every track message, so hashed
+    /// with FxHash instead of SipHash.
+    pub event_keys: FxHashMap<String, String>,
     /// Maximum length in bytes of the event name, the visitor id and the uuid.
     pub max_id_bytes: usize,
     /// Maximum number of keys read from the tags object and from the attributes object each.

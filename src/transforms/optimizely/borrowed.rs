@@ -251,6 +251,42 @@ fn key_bit(key: &str) -> usize {
     (mixed >> 56) as usize
 }
 
+/// Returns the length of the string at the start of `rest`, which follows a string's opening quote,
+/// when its closing quote comes before any backslash or control character. Returns `None` for a
+/// string with an escape, a control character or no end, which sonic-rs then reads or rejects.
+///
+/// Eight bytes at a time: `(word - limit * ONES) & !word & HIGH_BITS` sets the high bit of the
+/// lowest byte of `word` below `limit` (at most 0x80), and XOR with `"` or `\` turns those bytes to
+/// 0. Bits above the lowest can be wrong, so only the lowest is read.
+fn plain_string_length(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS;
+
+    let mut words = rest.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let special =
+            below(word, 0x20) | below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1);
+        if special != 0 {
+            let index = offset + (special.trailing_zeros() / 8) as usize;
+            return (rest.get(index) == Some(&b'"')).then_some(index);
+        }
+        offset += 8;
+    }
+    for (index, &byte) in words.remainder().iter().enumerate() {
+        match byte {
+            b'"' => return Some(offset + index),
+            b'\\' | 0..=0x1f => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Reads the string, number, `true`, `false` or `null` that starts with `$first` with the
 /// [`TokenReader`] `$reader` and evaluates `$put` with it as `$value`, or returns `None` from the
 /// enclosing function.
@@ -291,8 +327,9 @@ macro_rules! read_scalar {
 
 /// Builds a [`BorrowedValue`] from the tokens of sonic-rs's parser, with no tree in between.
 ///
-/// sonic-rs reads each token: it finds a string's end and unescapes it with SIMD, checks a number's
-/// syntax, and skips whitespace. This reader takes the tokens in the order JSON allows. Strings and
+/// sonic-rs reads the tokens: it unescapes strings with SIMD, checks a number's syntax, and skips
+/// whitespace. Strings without escapes, most of them, are found by [`plain_string_length`] instead.
+/// This reader takes the tokens in the order JSON allows. Strings and
 /// numbers borrow the text. The members and items of open containers wait on two stacks in the
 /// arena, and a container that ends copies its own into a slice.
 /// Parsing sonic-rs's tree and converting it took 3.04 to 3.29 µs a message, this reader 2.30 to
@@ -302,6 +339,8 @@ macro_rules! read_scalar {
 /// Any text it does not take goes to serde_json: text that is not JSON, deeper than serde_json
 /// allows, or that has serde_json's number key. serde_json then returns its value or its error.
 struct TokenReader<'a, 'b> {
+    /// The whole text, checked as UTF-8 once.
+    text: &'a str,
     parser: Parser<Read<'a>>,
     arena: &'a Bump,
     escaped: &'b mut Vec<u8>,
@@ -312,13 +351,11 @@ struct TokenReader<'a, 'b> {
 impl<'a> TokenReader<'a, '_> {
     /// Reads `text` as one JSON value followed by nothing but whitespace, or returns `None`.
     fn read(text: &'a [u8], arena: &'a Bump, escaped: &mut Vec<u8>) -> Option<BorrowedValue<'a>> {
-        let parser = Parser::new(Read::from(text));
-        // `Read` checks the whole text as UTF-8 before the first token.
-        if parser.read.next_invalid_utf8() != usize::MAX {
-            return None;
-        }
+        // Checked once here: sonic-rs does not check text that it gets as a `str` again.
+        let text = simdutf8::basic::from_utf8(text).ok()?;
         let mut reader = TokenReader {
-            parser,
+            text,
+            parser: Parser::new(Read::from(text)),
             arena,
             escaped,
             members: ArenaVec::with_capacity_in(64, arena),
@@ -342,7 +379,26 @@ impl<'a> TokenReader<'a, '_> {
     }
 
     /// Reads a string whose opening quote was read. An escaped string is copied to the arena.
+    ///
+    /// A string with no backslash, the common case, is found by [`plain_string_length`] and borrowed
+    /// from the text, and sonic-rs reads the others. With sonic-rs reading every string, the
+    /// end-to-end pipeline took 31,566 instructions per event, and with this scan 29,999
+    /// (`valgrind --tool=callgrind`, 5,000 messages).
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
+        let start = self.parser.read.index();
+        if let Some(length) = plain_string_length(&self.text.as_bytes()[start..]) {
+            self.parser.read.eat(length + 1);
+            // The string starts after a quote and ends before one, so both are character boundaries.
+            return self.text.get(start..start + length);
+        }
+        self.escaped_string()
+    }
+
+    /// Reads a string with an escape or a control character, or one with no end, with sonic-rs.
+    /// Kept out of line, so that only strings with escapes pay for sonic-rs's read.
+    #[inline(never)]
+    fn escaped_string(&mut self) -> Option<&'a str> {
         match self.parser.parse_str(self.escaped).ok()? {
             Reference::Borrowed(text) => Some(text),
             Reference::Copied(text) => Some(self.arena.alloc_str(text)),
@@ -632,6 +688,48 @@ mod tests {
     fn many_brackets_same_as_value() {
         let items: Vec<String> = (0..150).map(|index| format!("{{\"i\":[{index}]}}")).collect();
         round_trip(&format!("{{\"items\":[{}],\"text\":\"{{[\"}}", items.join(",")));
+    }
+
+    #[test]
+    fn plain_string_length_cases() {
+        let cases: [(&[u8], Option<usize>); 12] = [
+            (b"\"", Some(0)),
+            (b"abc\"", Some(3)),
+            (b"abcdefg\"", Some(7)),
+            (b"abcdefgh\"", Some(8)),
+            (b"property_12\":1}", Some(11)),
+            ("東京\"".as_bytes(), Some(6)),
+            (b"ab\\\"c\"", None),
+            (b"abcdefghij\\n\"", None),
+            (b"abcdefghij\nk\"", None),
+            (b"abc\x1f\"", None),
+            (b"no end", None),
+            (b"", None),
+        ];
+        for (rest, expected) in cases {
+            assert_eq!(plain_string_length(rest), expected, "{:?}", String::from_utf8_lossy(rest));
+        }
+    }
+
+    #[test]
+    fn plain_string_length_each_position() {
+        for length in 0..=19 {
+            for position in 0..length {
+                for byte in [b'"', b'\\', b'\n', 0x1f, b' ', 0x7f, 0x80, 0xff] {
+                    let mut rest = vec![b'a'; length];
+                    rest[position] = byte;
+                    rest.push(b'"');
+                    // A quote ends the string, a backslash or control byte leaves it to sonic-rs,
+                    // and any other byte is part of a string that ends at the last quote.
+                    let expected = match byte {
+                        b'"' => Some(position),
+                        b'\\' | b'\n' | 0x1f => None,
+                        _ => Some(length),
+                    };
+                    assert_eq!(plain_string_length(&rest), expected, "byte {byte:#04x} at {position} of {length}");
+                }
+            }
+        }
     }
 
     #[test]

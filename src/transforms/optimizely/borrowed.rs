@@ -33,6 +33,8 @@ use sonic_rs::parser::{Parser, Reference};
 use sonic_rs::reader::Reader;
 use sonic_rs::Read;
 
+use crate::event::json::escaped_bytes;
+
 /// The key under which serde_json's `arbitrary_precision` feature passes a number to `visit_map`: a
 /// map with this one key whose value is the number's text. `serde_json::Value` checks for the same
 /// key (serde_json 1.0, `src/number.rs`).
@@ -253,24 +255,16 @@ fn key_bit(key: &str) -> usize {
 
 /// Returns the length of the string at the start of `rest`, which follows a string's opening quote,
 /// when its closing quote comes before any backslash or control character. Returns `None` for a
-/// string with an escape, a control character or no end, which sonic-rs then reads or rejects.
-///
-/// Eight bytes at a time: `(word - limit * ONES) & !word & HIGH_BITS` sets the high bit of the
-/// lowest byte of `word` below `limit` (at most 0x80), and XOR with `"` or `\` turns those bytes to
-/// 0. Bits above the lowest can be wrong, so only the lowest is read.
+/// string with an escape, a control character or no end, which sonic-rs then reads or rejects. It
+/// reads eight bytes at a time with [`escaped_bytes`], the test of the entry writer's escape check.
 fn plain_string_length(rest: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS;
-
     let mut words = rest.chunks_exact(8);
     let mut offset = 0;
     for chunk in &mut words {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let word = u64::from_le_bytes(word);
-        let special =
-            below(word, 0x20) | below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1);
+        let special = escaped_bytes(word);
         if special != 0 {
             let index = offset + (special.trailing_zeros() / 8) as usize;
             return (rest.get(index) == Some(&b'"')).then_some(index);

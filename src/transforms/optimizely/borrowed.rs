@@ -1072,6 +1072,13 @@ mod tests {
         }
 
         #[test]
+        fn number_like_text_matches_serde_json(number in "[-+.eE0-9]{1,8}", space in "[ ,\\]]{0,2}") {
+            same_as_serde_json(format!("[{number}{space}]").as_bytes())?;
+            same_as_serde_json(format!("{{\"n\":{number}{space}}}").as_bytes())?;
+            same_as_serde_json(number.as_bytes())?;
+        }
+
+        #[test]
         fn changed_bytes_match_serde_json(
             text in json_text(3),
             changes in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..4),

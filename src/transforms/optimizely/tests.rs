@@ -624,3 +624,76 @@ fn encoded_conversion_matches_structured() {
         }
     }
 }
+
+/// Encodes the visitor entry of a track message for the java v4 datafile whose `properties` member
+/// is the JSON text `properties`.
+fn encoded_with_properties(mapper: &Mapper, properties: &str) -> String {
+    let text = format!(
+        r#"{{"type":"track","event":"basic_event","userId":"user-1","messageId":"message-1","timestamp":"2024-03-01T12:00:00.000Z","properties":{properties}}}"#
+    );
+    let mut buffer = super::borrowed::ParseBuffer::default();
+    let message = super::borrowed::BorrowedValue::parse(text.as_bytes(), &mut buffer).expect("test message is JSON");
+    let (encoded, _) = mapper.map_borrowed_encoded(&message, text.len()).expect("a conversion");
+    String::from_utf8(encoded.visitor_json().to_vec()).expect("UTF-8")
+}
+
+/// Returns the `tags` member's text of an encoded visitor entry.
+fn tags_text(entry: &str) -> &str {
+    let start = entry.find(r#""tags":"#).expect("the entry has tags") + r#""tags":"#.len();
+    &entry[start..entry.len() - r#"}]}]}"#.len()]
+}
+
+#[test]
+fn tags_copied_from_compact_text() {
+    let properties =
+        r#"{"a":1,"revenue":5,"b":"café","c":"Straße","nothing":null,"list":[1],"d":true,"value":2,"e":1.50}"#;
+    let entry = encoded_with_properties(&java_v4(), properties);
+    assert_eq!(tags_text(&entry), r#"{"a":1,"b":"café","c":"Straße","d":true,"e":1.50}"#);
+
+    let as_text = mapper_with(|settings| settings.nested_tags = NestedTags::JsonString);
+    let entry = encoded_with_properties(&as_text, r#"{"a":1,"list":[1,{"b":"x"}],"c":"d","value":7}"#);
+    assert_eq!(tags_text(&entry), r#"{"a":1,"list":"[1,{\"b\":\"x\"}]","c":"d"}"#);
+
+    let three = mapper_with(|settings| settings.max_properties = 3);
+    let entry = encoded_with_properties(&three, r#"{"a":1,"b":2,"revenue":3,"c":4}"#);
+    assert_eq!(tags_text(&entry), r#"{"a":1,"b":2}"#);
+}
+
+#[test]
+fn spaced_or_repeated_properties_rewritten() {
+    let entry = encoded_with_properties(&java_v4(), r#"{ "a" : 1 , "b":2E1, "revenue":5 }"#);
+    assert_eq!(tags_text(&entry), r#"{"a":1,"b":2e+1}"#);
+    let entry = encoded_with_properties(&java_v4(), r#"{"a":1,"b":"x","a":"last"}"#);
+    assert_eq!(tags_text(&entry), r#"{"a":"last","b":"x"}"#);
+}
+
+proptest::proptest! {
+    #[test]
+    fn compact_and_spaced_tags_match(
+        members in proptest::collection::vec(
+            (
+                proptest::sample::select(&["a", "b", "revenue", "value", "ключ", "k\\\"q", "property_12"][..]),
+                proptest::sample::select(
+                    &["1", "-0", "1.50", "2E3", "true", "false", "null", "\"x\"", "\"caf\\u00e9\"", "\"Straße\"",
+                      "\"a\\nb\"", "[]", "[1,\"a\"]", "{}", "{\"c\":{\"d\":null}}"][..]
+                ),
+            ),
+            0..12,
+        ),
+        max_properties in 1usize..15,
+        as_text in proptest::bool::ANY,
+    ) {
+        let mapper = mapper_with(|settings| {
+            settings.max_properties = max_properties;
+            settings.nested_tags = if as_text { NestedTags::JsonString } else { NestedTags::Drop };
+        });
+        let pieces: Vec<String> = members.iter().map(|(key, value)| format!("\"{key}\":{value}")).collect();
+        let compact = format!("{{{}}}", pieces.join(","));
+        let spaced = format!("{{ {} }}", pieces.join(" , "));
+        proptest::prop_assert_eq!(
+            encoded_with_properties(&mapper, &compact),
+            encoded_with_properties(&mapper, &spaced),
+            "{}", compact
+        );
+    }
+}

@@ -13,9 +13,9 @@ use crate::event::json::AttributeValue;
 use crate::event::VisitorAttribute;
 
 /// The attribute that carries the user agent, used by Optimizely's bot filtering.
-const USER_AGENT_ATTRIBUTE: &str = "$opt_user_agent";
+pub(crate) const USER_AGENT_ATTRIBUTE: &str = "$opt_user_agent";
 /// The attribute that turns the Event API's bot filtering on or off. Only the datafile sets it.
-const BOT_FILTERING_ATTRIBUTE: &str = "$opt_bot_filtering";
+pub(crate) const BOT_FILTERING_ATTRIBUTE: &str = "$opt_bot_filtering";
 /// The largest integer a JSON number carries exactly in an IEEE 754 double.
 const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
 

@@ -54,7 +54,6 @@ pub enum BorrowedValue<'a> {
     String(&'a str),
     /// An array.
     Array(&'a [BorrowedValue<'a>]),
-    /// An object.
     /// An object, which lives in the arena. A value then takes 24 bytes instead of 40, and that
     /// cut `borrowed_parse_map_encoded` from 1.46 to 1.42 µs a message.
     Object(&'a BorrowedObject<'a>),

@@ -439,6 +439,8 @@ impl Mapper {
     ) {
         match properties.members_text(first, last) {
             Some(text) => tags.add_members_text(text),
+            // The members' text is found whenever the object's text is known, so this only guards
+            // against losing tags.
             None => {
                 for (key, value) in properties.iter().skip(first).take(last + 1 - first) {
                     self.write_tag(key, value, warnings, tags);

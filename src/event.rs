@@ -390,18 +390,21 @@ impl TagsBuilder {
 
     /// Adds members given as JSON text, `"key":value` pairs separated by commas, written as they are.
     pub(crate) fn add_members_text(&mut self, json_text: &str) {
-        if self.text.len() > self.start + 1 {
-            self.text.push(b',');
-        }
+        self.add_separator();
         self.text.extend_from_slice(json_text.as_bytes());
     }
 
     fn add_key(&mut self, key: &str) {
+        self.add_separator();
+        json::write_string(&mut self.text, key);
+        self.text.push(b':');
+    }
+
+    /// Writes the comma before a member, unless the object is still empty.
+    fn add_separator(&mut self) {
         if self.text.len() > self.start + 1 {
             self.text.push(b',');
         }
-        json::write_string(&mut self.text, key);
-        self.text.push(b':');
     }
 
     /// Closes the object and returns the buffer it was written to.
